@@ -1,0 +1,281 @@
+-- 10_helpers.sql: session-context helpers, the audit-column trigger, and
+-- tenant.enable_isolation(), the one call that puts a table under isolation.
+--
+-- The proxy opens every upstream session with two startup parameters:
+--   app.current_organization_id = <uuid>          (always)
+--   app.current_user_id         = <uuid> or ''    (empty for service tokens)
+-- A startup parameter is the session's reset value, so RESET/RESET ALL/
+-- DISCARD ALL keep it. The helpers below turn those settings into uuid values.
+
+\set ON_ERROR_STOP 1
+SET client_min_messages = warning;
+
+-- Registry of isolated tables. enable_isolation() records each table and the
+-- column that carries the tenant (organization_id, or id for organizations);
+-- tenant.audit() uses it to know which tables to inspect.
+CREATE TABLE IF NOT EXISTS tenant.isolated_tables (
+    table_name  regclass PRIMARY KEY,
+    key_column  name     NOT NULL,
+    enabled_at  timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+ALTER TABLE tenant.isolated_tables OWNER TO tenant_owner;
+REVOKE ALL ON tenant.isolated_tables FROM PUBLIC;
+COMMENT ON TABLE tenant.isolated_tables IS
+  'Tables put under tenant isolation by tenant.enable_isolation(); read by tenant.audit().';
+
+-- tenant.uuid_or_null(text): the text as uuid when it is a canonical UUID,
+-- otherwise NULL. A regular-expression test rather than a cast inside an
+-- exception block: no subtransaction per call, and garbage never raises (a
+-- raising helper would let an attacker tell "garbage" from "no rows").
+CREATE OR REPLACE FUNCTION tenant.uuid_or_null(value text)
+RETURNS uuid
+LANGUAGE sql
+IMMUTABLE STRICT PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+  SELECT CASE
+           WHEN value OPERATOR(pg_catalog.~)
+                '^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}$'
+           THEN value::pg_catalog.uuid
+         END
+$fn$;
+
+-- tenant.current_organization_id(): the session's organization, or NULL when
+-- the setting is missing, empty (e.g. after RESET of a setting that had no
+-- startup value) or not a UUID. NULL makes every policy false and every
+-- insert fail the NOT NULL default: the database fails closed.
+--
+-- STABLE, never IMMUTABLE: an IMMUTABLE function may be folded into a cached
+-- generic plan, which would then carry one tenant's value into another
+-- statement. PARALLEL RESTRICTED: evaluated in the leader (policies call it
+-- through an initPlan), while scans may still run in parallel workers.
+CREATE OR REPLACE FUNCTION tenant.current_organization_id()
+RETURNS uuid
+LANGUAGE sql
+STABLE PARALLEL RESTRICTED
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+  SELECT tenant.uuid_or_null(pg_catalog.current_setting('app.current_organization_id', true))
+$fn$;
+
+-- tenant.current_user_id(): the session's end user, or NULL (service tokens,
+-- DBA sessions, garbage). Used for the created_by_id/updated_by_id columns.
+CREATE OR REPLACE FUNCTION tenant.current_user_id()
+RETURNS uuid
+LANGUAGE sql
+STABLE PARALLEL RESTRICTED
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+  SELECT tenant.uuid_or_null(pg_catalog.current_setting('app.current_user_id', true))
+$fn$;
+
+-- tenant.stamp_audit_columns(): BEFORE INSERT OR UPDATE row trigger.
+-- TG_ARGV lists the audit columns the table actually has (enable_isolation()
+-- passes them), so one function serves every table.
+--   INSERT: created_by_id/updated_by_id := session user when the session has
+--           one (a client cannot forge authorship); a DBA bulk load without a
+--           session user keeps the values it supplies.
+--   UPDATE: created_by_id/created_at are immutable; updated_by_id := session
+--           user (or NULL), updated_at := now().
+CREATE OR REPLACE FUNCTION tenant.stamp_audit_columns()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+  uid   uuid  := tenant.current_user_id();
+  patch jsonb := '{}'::jsonb;
+  old_j jsonb;
+BEGIN
+  IF TG_OP = 'INSERT' THEN
+    IF uid IS NOT NULL THEN
+      IF 'created_by_id' = ANY (TG_ARGV) THEN
+        patch := patch || jsonb_build_object('created_by_id', uid);
+      END IF;
+      IF 'updated_by_id' = ANY (TG_ARGV) THEN
+        patch := patch || jsonb_build_object('updated_by_id', uid);
+      END IF;
+    END IF;
+  ELSIF TG_OP = 'UPDATE' THEN
+    old_j := to_jsonb(OLD);
+    IF 'created_by_id' = ANY (TG_ARGV) THEN
+      patch := patch || jsonb_build_object('created_by_id', old_j -> 'created_by_id');
+    END IF;
+    IF 'created_at' = ANY (TG_ARGV) THEN
+      patch := patch || jsonb_build_object('created_at', old_j -> 'created_at');
+    END IF;
+    IF 'updated_by_id' = ANY (TG_ARGV) THEN
+      patch := patch || jsonb_build_object('updated_by_id', uid);
+    END IF;
+    IF 'updated_at' = ANY (TG_ARGV) THEN
+      patch := patch || jsonb_build_object('updated_at', now());
+    END IF;
+  END IF;
+  IF patch <> '{}'::jsonb THEN
+    NEW := jsonb_populate_record(NEW, patch);
+  END IF;
+  RETURN NEW;
+END
+$fn$;
+
+-- tenant.enable_isolation(table, key_column): one call puts a table under
+-- tenant isolation. Safe to call again at any time (it converges).
+--   * key column: must exist as uuid; made NOT NULL; for organization_id the
+--     default becomes tenant.current_organization_id(), so INSERTs that omit
+--     it take the session's organization.
+--   * audit columns, when present: created_by_id/updated_by_id default to the
+--     session user, created_at/updated_at default to now(), and the
+--     tenant_audit_columns trigger keeps them honest.
+--   * ENABLE and FORCE row level security (FORCE: the owner is filtered too).
+--   * policy tenant_isolation: RESTRICTIVE, FOR ALL, TO PUBLIC, USING and
+--     WITH CHECK key = (SELECT tenant.current_organization_id()). Restrictive
+--     and for everyone, so a permissive policy someone adds later can widen
+--     access only within the tenant. WITH CHECK stops rows being inserted into,
+--     or moved to, another organization.
+--   * policy tenant_access: PERMISSIVE, TO tenant_app, same expression. Rows
+--     are visible only if some permissive policy passes; roles other than
+--     tenant_app get none and therefore see nothing.
+--   * an index leading with the key column (created only if none exists; for
+--     a large live table create it CONCURRENTLY first, see sql/README.md).
+--   * grants: tenant_app gets SELECT, INSERT, UPDATE, DELETE and never
+--     TRUNCATE, REFERENCES or TRIGGER (TRUNCATE is not subject to RLS).
+--   * owner: if the table is owned by a role a tenant session can act as
+--     (tenant_app or one of its members), ownership moves to tenant_owner,
+--     because an owner can switch RLS off.
+-- The (SELECT ...) wrapper makes the planner evaluate the helper once per
+-- statement (an initPlan) and compare the indexed column to a constant.
+CREATE OR REPLACE FUNCTION tenant.enable_isolation(
+    target     regclass,
+    key_column name DEFAULT 'organization_id')
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+  rel        pg_catalog.pg_class%ROWTYPE;
+  key_type   regtype;
+  key_notnull boolean;
+  expr       text := format('(%I = (SELECT tenant.current_organization_id()))', key_column);
+  audit_cols text[];
+  col        text;
+  pol        record;
+  idx_name   text;
+BEGIN
+  SELECT * INTO rel FROM pg_catalog.pg_class WHERE oid = target;
+  IF rel.relkind NOT IN ('r', 'p') THEN
+    RAISE EXCEPTION 'tenant.enable_isolation: % is not a table', target;
+  END IF;
+
+  SELECT a.atttypid::regtype, a.attnotnull INTO key_type, key_notnull
+    FROM pg_catalog.pg_attribute a
+   WHERE a.attrelid = target AND a.attname = key_column AND NOT a.attisdropped;
+  IF key_type IS NULL THEN
+    RAISE EXCEPTION 'tenant.enable_isolation: % has no column %', target, key_column
+      USING HINT = format('ALTER TABLE %s ADD COLUMN %I uuid, backfill it, then call again.',
+                          target, key_column);
+  ELSIF key_type <> 'uuid'::regtype THEN
+    RAISE EXCEPTION 'tenant.enable_isolation: %.% is %, expected uuid', target, key_column, key_type;
+  END IF;
+
+  -- Ownership: never a role a tenant session can act as.
+  IF pg_catalog.pg_has_role(rel.relowner, 'tenant_app', 'MEMBER') THEN
+    RAISE NOTICE 'tenant.enable_isolation: % was owned by a tenant role; owner is now tenant_owner', target;
+    EXECUTE format('ALTER TABLE %s OWNER TO tenant_owner', target);
+  END IF;
+
+  IF NOT key_notnull THEN
+    EXECUTE format('ALTER TABLE %s ALTER COLUMN %I SET NOT NULL', target, key_column);
+  END IF;
+  IF key_column = 'organization_id' THEN
+    EXECUTE format('ALTER TABLE %s ALTER COLUMN %I SET DEFAULT tenant.current_organization_id()',
+                   target, key_column);
+  END IF;
+
+  -- Audit columns that exist on this table.
+  SELECT coalesce(array_agg(a.attname::text ORDER BY a.attname), '{}') INTO audit_cols
+    FROM pg_catalog.pg_attribute a
+   WHERE a.attrelid = target AND NOT a.attisdropped
+     AND a.attname IN ('created_by_id', 'updated_by_id', 'created_at', 'updated_at');
+  FOREACH col IN ARRAY audit_cols LOOP
+    IF col IN ('created_by_id', 'updated_by_id') THEN
+      EXECUTE format('ALTER TABLE %s ALTER COLUMN %I SET DEFAULT tenant.current_user_id()', target, col);
+    ELSE
+      EXECUTE format('ALTER TABLE %s ALTER COLUMN %I SET DEFAULT now()', target, col);
+    END IF;
+  END LOOP;
+  IF cardinality(audit_cols) > 0 THEN
+    -- Re-create only when missing or its arguments differ, so a second call
+    -- changes nothing.
+    IF NOT EXISTS (
+         SELECT FROM pg_catalog.pg_trigger t
+          WHERE t.tgrelid = target AND t.tgname = 'tenant_audit_columns' AND NOT t.tgisinternal
+            AND t.tgfoid = 'tenant.stamp_audit_columns()'::regprocedure
+            AND t.tgnargs = cardinality(audit_cols)
+            AND encode(t.tgargs, 'escape') = array_to_string(audit_cols, '\000') || '\000') THEN
+      EXECUTE format('DROP TRIGGER IF EXISTS tenant_audit_columns ON %s', target);
+      EXECUTE format('CREATE TRIGGER tenant_audit_columns BEFORE INSERT OR UPDATE ON %s '
+                     'FOR EACH ROW EXECUTE FUNCTION tenant.stamp_audit_columns(%s)',
+                     target,
+                     (SELECT string_agg(quote_literal(c), ', ') FROM unnest(audit_cols) c));
+    END IF;
+  END IF;
+
+  EXECUTE format('ALTER TABLE %s ENABLE ROW LEVEL SECURITY', target);
+  EXECUTE format('ALTER TABLE %s FORCE ROW LEVEL SECURITY', target);
+
+  -- Policies: ALTER when present with the right kind (keeps the catalog row),
+  -- otherwise (re)create.
+  FOR pol IN
+    SELECT * FROM (VALUES ('tenant_isolation', false, 'PUBLIC'),
+                          ('tenant_access',    true,  'tenant_app')) v(name, permissive, grantee)
+  LOOP
+    IF EXISTS (SELECT FROM pg_catalog.pg_policy p
+                WHERE p.polrelid = target AND p.polname = pol.name
+                  AND p.polpermissive = pol.permissive AND p.polcmd = '*') THEN
+      EXECUTE format('ALTER POLICY %I ON %s TO %s USING %s WITH CHECK %s',
+                     pol.name, target, pol.grantee, expr, expr);
+    ELSE
+      EXECUTE format('DROP POLICY IF EXISTS %I ON %s', pol.name, target);
+      EXECUTE format('CREATE POLICY %I ON %s AS %s FOR ALL TO %s USING %s WITH CHECK %s',
+                     pol.name, target,
+                     CASE WHEN pol.permissive THEN 'PERMISSIVE' ELSE 'RESTRICTIVE' END,
+                     pol.grantee, expr, expr);
+    END IF;
+  END LOOP;
+
+  -- An index leading with the key column, unless one exists already (a
+  -- primary key (organization_id, id) counts).
+  IF NOT EXISTS (
+       SELECT FROM pg_catalog.pg_index i
+        WHERE i.indrelid = target AND i.indpred IS NULL AND i.indisvalid
+          AND i.indkey[0] = (SELECT a.attnum FROM pg_catalog.pg_attribute a
+                              WHERE a.attrelid = target AND a.attname = key_column)) THEN
+    idx_name := left(rel.relname, 40) || '_' || key_column || '_idx';
+    EXECUTE format('CREATE INDEX %I ON %s (%I)', idx_name, target, key_column);
+  END IF;
+
+  EXECUTE format('REVOKE TRUNCATE, REFERENCES, TRIGGER ON %s FROM tenant_app', target);
+  EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE ON %s TO tenant_app', target);
+
+  INSERT INTO tenant.isolated_tables AS t (table_name, key_column)
+  VALUES (target, key_column)
+  ON CONFLICT (table_name) DO UPDATE SET key_column = EXCLUDED.key_column
+   WHERE t.key_column IS DISTINCT FROM EXCLUDED.key_column;
+END
+$fn$;
+
+ALTER FUNCTION tenant.uuid_or_null(text)           OWNER TO tenant_owner;
+ALTER FUNCTION tenant.current_organization_id()    OWNER TO tenant_owner;
+ALTER FUNCTION tenant.current_user_id()            OWNER TO tenant_owner;
+ALTER FUNCTION tenant.stamp_audit_columns()        OWNER TO tenant_owner;
+ALTER FUNCTION tenant.enable_isolation(regclass, name) OWNER TO tenant_owner;
+
+-- Functions are executable by PUBLIC by default. Tenant sessions need the two
+-- helpers and uuid_or_null (policies and column defaults run them as the
+-- invoking role). A trigger function needs no EXECUTE grant for the role that
+-- fires it; enable_isolation is for DBAs only.
+REVOKE ALL ON FUNCTION tenant.uuid_or_null(text), tenant.current_organization_id(),
+                       tenant.current_user_id(), tenant.stamp_audit_columns(),
+                       tenant.enable_isolation(regclass, name) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION tenant.uuid_or_null(text), tenant.current_organization_id(),
+                          tenant.current_user_id() TO tenant_app;
