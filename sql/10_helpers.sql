@@ -139,9 +139,9 @@ $fn$;
 --     a large live table create it CONCURRENTLY first, see sql/README.md).
 --   * grants: tenant_app gets SELECT, INSERT, UPDATE, DELETE and never
 --     TRUNCATE, REFERENCES or TRIGGER (TRUNCATE is not subject to RLS).
---   * owner: if the table is owned by a role a tenant session can act as
---     (tenant_app or one of its members), ownership moves to tenant_owner,
---     because an owner can switch RLS off.
+--   * owner: tenant_owner (an owner can switch RLS off, so it must be a
+--     NOLOGIN role no tenant session can act as). Grant tenant_owner to your
+--     migration role if it needs to ALTER the table afterwards.
 -- The (SELECT ...) wrapper makes the planner evaluate the helper once per
 -- statement (an initPlan) and compare the indexed column to a constant.
 CREATE OR REPLACE FUNCTION tenant.enable_isolation(
@@ -177,9 +177,10 @@ BEGIN
     RAISE EXCEPTION 'tenant.enable_isolation: %.% is %, expected uuid', target, key_column, key_type;
   END IF;
 
-  -- Ownership: never a role a tenant session can act as.
-  IF pg_catalog.pg_has_role(rel.relowner, 'tenant_app', 'MEMBER') THEN
-    RAISE NOTICE 'tenant.enable_isolation: % was owned by a tenant role; owner is now tenant_owner', target;
+  -- Ownership: tenant_owner owns every tenant table. An owner can switch row
+  -- level security off, so the owner must never be a role a tenant session
+  -- can act as; one fixed NOLOGIN owner makes that easy to check.
+  IF rel.relowner <> 'tenant_owner'::regrole THEN
     EXECUTE format('ALTER TABLE %s OWNER TO tenant_owner', target);
   END IF;
 

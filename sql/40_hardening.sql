@@ -1,0 +1,129 @@
+-- 40_hardening.sql: database-side defence in depth for the proxy's guard.
+--
+-- Every tenant reaches PostgreSQL through one shared login role, so every
+-- tenant session is "the same user" to PostgreSQL. Whatever PostgreSQL allows
+-- a role to do to its own other sessions, one tenant could do to another:
+-- read their SQL text, cancel or terminate them, open their large objects,
+-- hold their advisory locks. The proxy's guard refuses these statements; this
+-- file takes the privileges away as well, so a statement that slipped past the
+-- guard's parser still fails here with "permission denied" (SQLSTATE 42501).
+--
+-- Most of these privileges are held by PUBLIC, not by tenant_app, so they are
+-- revoked FROM PUBLIC and granted back to the predefined roles that exist for
+-- exactly that purpose (pg_read_all_stats for monitoring, pg_signal_backend
+-- for operators). Superusers are unaffected. Function privileges live in
+-- each database's own catalog: apply this file in every database the proxy
+-- serves.
+--
+-- Deliberately NOT revoked (see sql/README.md, "What cannot be revoked"):
+--   * set_config(): the guard must let set_config('application_name', ...)
+--     through, and it is equivalent to the SET statement, which no privilege
+--     controls for user-settable and placeholder (app.*) settings. Pinning the
+--     tenant settings rests on the guard and on startup parameters being the
+--     reset value; the helpers also fail closed on any non-UUID value.
+--   * LISTEN/NOTIFY: no privilege governs them; revoking pg_notify() alone
+--     would close nothing. The guard refuses or scopes them.
+--   * current_setting(): the helpers run as the invoking role and need it.
+--
+-- Idempotent: REVOKE/GRANT of a privilege already in that state is a no-op.
+
+\set ON_ERROR_STOP 1
+SET client_min_messages = warning;
+BEGIN;
+
+DO $do$
+DECLARE
+  fn regprocedure;
+BEGIN
+  -- 1. Other sessions' SQL text, client addresses and wait states. Shared by
+  --    every session of the shared login role.
+  FOREACH fn IN ARRAY ARRAY[
+      'pg_catalog.pg_stat_get_activity(integer)',
+      'pg_catalog.pg_stat_get_backend_idset()',
+      'pg_catalog.pg_stat_get_backend_pid(integer)',
+      'pg_catalog.pg_stat_get_backend_dbid(integer)',
+      'pg_catalog.pg_stat_get_backend_userid(integer)',
+      'pg_catalog.pg_stat_get_backend_activity(integer)',
+      'pg_catalog.pg_stat_get_backend_activity_start(integer)',
+      'pg_catalog.pg_stat_get_backend_xact_start(integer)',
+      'pg_catalog.pg_stat_get_backend_start(integer)',
+      'pg_catalog.pg_stat_get_backend_wait_event_type(integer)',
+      'pg_catalog.pg_stat_get_backend_wait_event(integer)',
+      'pg_catalog.pg_stat_get_backend_client_addr(integer)',
+      'pg_catalog.pg_stat_get_backend_client_port(integer)',
+      'pg_catalog.pg_lock_status()']::regprocedure[]
+  LOOP
+    EXECUTE format('REVOKE EXECUTE ON FUNCTION %s FROM PUBLIC', fn);
+    EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO pg_read_all_stats', fn);
+  END LOOP;
+
+  -- 2. Backend signalling. A role may cancel or terminate any backend of the
+  --    same role, i.e. any other tenant's session.
+  FOREACH fn IN ARRAY ARRAY[
+      'pg_catalog.pg_cancel_backend(integer)',
+      'pg_catalog.pg_terminate_backend(integer, bigint)']::regprocedure[]
+  LOOP
+    EXECUTE format('REVOKE EXECUTE ON FUNCTION %s FROM PUBLIC', fn);
+    EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO pg_signal_backend', fn);
+  END LOOP;
+
+  -- 3. Large objects (server-side and the fast-path functions libpq's lo_*
+  --    API calls). Large objects are owned by the creating role, which is
+  --    shared, and sit outside row level security. lo_import/lo_export are
+  --    superuser-only already; revoking again is harmless.
+  -- 4. Advisory locks: one lock space per database, so a tenant could block
+  --    or probe another tenant's application locks.
+  FOR fn IN
+    SELECT p.oid::regprocedure
+      FROM pg_catalog.pg_proc p
+     WHERE p.pronamespace = 'pg_catalog'::regnamespace
+       AND (p.proname IN ('lo_open', 'lo_close', 'loread', 'lowrite', 'lo_lseek',
+                          'lo_lseek64', 'lo_creat', 'lo_create', 'lo_tell', 'lo_tell64',
+                          'lo_truncate', 'lo_truncate64', 'lo_unlink', 'lo_from_bytea',
+                          'lo_get', 'lo_put', 'lo_import', 'lo_export')
+            OR p.proname LIKE 'pg\_advisory\_%'
+            OR p.proname LIKE 'pg\_try\_advisory\_%')
+     ORDER BY 1
+  LOOP
+    EXECUTE format('REVOKE EXECUTE ON FUNCTION %s FROM PUBLIC', fn);
+  END LOOP;
+END
+$do$;
+
+-- The views over those functions run with their owner's rights, so revoking
+-- the functions alone would not hide them: revoke the views too.
+REVOKE SELECT ON pg_catalog.pg_stat_activity FROM PUBLIC;
+REVOKE SELECT ON pg_catalog.pg_locks         FROM PUBLIC;
+GRANT  SELECT ON pg_catalog.pg_stat_activity TO pg_read_all_stats;
+GRANT  SELECT ON pg_catalog.pg_locks         TO pg_read_all_stats;
+
+-- pg_stat_statements, when installed, is readable by PUBLIC and shows the
+-- SQL text of every session of the shared role.
+DO $do$
+BEGIN
+  IF EXISTS (SELECT FROM pg_catalog.pg_extension WHERE extname = 'pg_stat_statements') THEN
+    EXECUTE (SELECT format('REVOKE SELECT ON %I.pg_stat_statements FROM PUBLIC', n.nspname)
+               FROM pg_catalog.pg_extension e JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace
+              WHERE e.extname = 'pg_stat_statements');
+  END IF;
+END
+$do$;
+
+-- 5. TEMP on this database. Tenant sessions need no temporary objects, and
+--    pg_temp is the one schema where tenant_app could still create functions
+--    (and objects that shadow ordinary names on its search_path).
+DO $do$
+BEGIN
+  EXECUTE format('REVOKE TEMPORARY ON DATABASE %I FROM PUBLIC', pg_catalog.current_database());
+END
+$do$;
+
+-- 6. plpgsql. DO blocks need USAGE on their language, and a DO block is code
+--    the guard's parser cannot see into (EXECUTE of a string built at run
+--    time). Executing existing plpgsql functions (the audit-column trigger)
+--    does not need USAGE, so nothing in sql/ breaks. tenant_owner keeps it so
+--    the files can be applied as the owner role.
+REVOKE USAGE ON LANGUAGE plpgsql FROM PUBLIC;
+GRANT  USAGE ON LANGUAGE plpgsql TO tenant_owner;
+
+COMMIT;
