@@ -20,3 +20,4 @@
 //! server are trusted. See `docs/threat-model.md`.
 
 pub mod error;
+pub mod guard;

@@ -1,0 +1,2 @@
+//! Criterion benchmark of the statement guard on the hot path.
+fn main() {}

@@ -1,0 +1,263 @@
+//! The statement policy: decides, for every client Query, Parse and
+//! FunctionCall, whether it may reach the server unchanged, must be rewritten
+//! (tenant-scoped LISTEN/NOTIFY channels) or is refused. Fail closed.
+//!
+//! Input: statement text from the client, untrusted bytes. It is parsed with
+//! PostgreSQL's own parser (`pg_query`) and every node of the resulting tree
+//! is visited (see [`tree`] and [`walk`]); anything that cannot be decoded,
+//! parsed or flattened is refused.
+//!
+//! # Layout
+//! - `tree`: flattens a parse tree generically, via serde, into a pre-order list.
+//! - `walk`: the per-node rules.
+//! - `settings`: SET / RESET / set_config decisions.
+//! - `functions`: side-channel and dynamic-SQL names.
+//! - `notify`: per-tenant channel scoping.
+//! - `cache`: the shared verdict cache.
+//! - `refusal`: the client-visible messages.
+//!
+//! See `docs/threat-model.md` for the classes of attack and each decision.
+
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![cfg_attr(test, allow(clippy::panic))]
+
+mod cache;
+mod functions;
+mod notify;
+mod refusal;
+mod settings;
+mod tree;
+mod walk;
+
+use crate::error::ClientError;
+use cache::{Cached, VerdictCache};
+pub use notify::MAX_CLIENT_CHANNEL_BYTES;
+
+/// The settings the proxy pins at upstream startup. Always protected, even
+/// when the configured list omits them.
+pub const PINNED_SETTINGS: [&str; 2] = ["app.current_organization_id", "app.current_user_id"];
+
+/// Policy switches, from the `[guard]` section of the configuration.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GuardConfig {
+    /// Settings no client may SET, RESET or set_config. The two pinned
+    /// settings are always added.
+    pub protected_settings: Vec<String>,
+    /// Let `DO` blocks through (their body cannot be inspected).
+    pub allow_do_blocks: bool,
+    /// Let `CREATE FUNCTION` / `CREATE PROCEDURE` through (`SET` clauses and
+    /// SQL-standard bodies are still checked; string bodies are not).
+    pub allow_create_function: bool,
+    /// Verdicts kept in the shared cache; 0 disables it.
+    pub verdict_cache_entries: usize,
+}
+
+impl Default for GuardConfig {
+    fn default() -> Self {
+        GuardConfig {
+            protected_settings: PINNED_SETTINGS.iter().map(|s| (*s).to_owned()).collect(),
+            allow_do_blocks: false,
+            allow_create_function: false,
+            verdict_cache_entries: 4096,
+        }
+    }
+}
+
+/// What to do with one client message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Forward the message unchanged.
+    Allow,
+    /// Forward this statement text instead (re-encode the Query/Parse).
+    Rewrite(String),
+    /// Refuse the message; send this ErrorResponse (`Severity::Error`).
+    Deny(ClientError),
+}
+
+/// The statement policy, built once and shared by all sessions.
+pub struct Guard {
+    policy: walk::Policy,
+    cache: Option<VerdictCache>,
+}
+
+/// Per-session state the policy needs: the tenant's channel prefix.
+#[derive(Debug, Clone)]
+pub struct TenantScope {
+    prefix: String,
+}
+
+impl TenantScope {
+    /// The scope of a session pinned to `organization_id`.
+    pub fn new(organization_id: uuid::Uuid) -> TenantScope {
+        TenantScope {
+            prefix: notify::channel_prefix(&organization_id),
+        }
+    }
+
+    /// For an upstream NotificationResponse channel: `Some(name the client
+    /// used)` if the channel belongs to this tenant, `None` to drop it.
+    pub fn unscope_channel<'a>(&self, upstream_channel: &'a str) -> Option<&'a str> {
+        upstream_channel.strip_prefix(self.prefix.as_str())
+    }
+
+    /// The upstream name of a client channel (for tests and diagnostics).
+    pub fn scoped_channel(&self, client_channel: &str) -> String {
+        format!("{}{client_channel}", self.prefix)
+    }
+}
+
+/// Outcome of the tenant-independent part of a check.
+enum Checked {
+    Verdict(Cached),
+    /// Allowed, but top-level LISTEN/NOTIFY/UNLISTEN statements need scoping.
+    NeedsRewrite(pg_query::ParseResult),
+}
+
+impl Guard {
+    /// Validates the configuration and builds the guard.
+    pub fn new(cfg: &GuardConfig) -> Result<Guard, String> {
+        let mut protected: Vec<String> = Vec::new();
+        for raw in cfg
+            .protected_settings
+            .iter()
+            .map(String::as_str)
+            .chain(PINNED_SETTINGS)
+        {
+            let name = settings::normalise_config_name(raw)?;
+            if !protected.contains(&name) {
+                protected.push(name);
+            }
+        }
+        Ok(Guard {
+            policy: walk::Policy {
+                settings: settings::Settings::new(protected),
+                allow_do_blocks: cfg.allow_do_blocks,
+                allow_create_function: cfg.allow_create_function,
+            },
+            cache: VerdictCache::new(cfg.verdict_cache_entries),
+        })
+    }
+
+    /// Body of a simple-protocol Query message, without the trailing NUL.
+    /// Untrusted bytes. Any refused statement refuses the whole message.
+    pub fn check_query(&self, sql: &[u8], scope: &TenantScope) -> Verdict {
+        self.check(sql, scope)
+    }
+
+    /// Query string of an extended-protocol Parse message, without the NUL.
+    pub fn check_parse(&self, sql: &[u8], scope: &TenantScope) -> Verdict {
+        self.check(sql, scope)
+    }
+
+    /// The fast-path FunctionCall (`'F'`) message: always refused, since it
+    /// calls any function by OID (`set_config` included).
+    pub fn check_function_call(&self) -> Verdict {
+        Verdict::Deny(refusal::fast_path())
+    }
+
+    fn check(&self, sql: &[u8], scope: &TenantScope) -> Verdict {
+        if let Some(hit) = self.cache.as_ref().and_then(|c| c.get(sql)) {
+            return to_verdict(hit);
+        }
+        let text = match std::str::from_utf8(sql) {
+            Ok(t) => t,
+            Err(_) => return Verdict::Deny(refusal::invalid_utf8()),
+        };
+        match self.check_text(text) {
+            Checked::Verdict(v) => {
+                if let Some(c) = &self.cache {
+                    c.insert(sql, v.clone());
+                }
+                to_verdict(v)
+            }
+            Checked::NeedsRewrite(parsed) => match rewrite(text, &parsed, scope) {
+                Ok(new_sql) => Verdict::Rewrite(new_sql),
+                Err(e) => Verdict::Deny(e),
+            },
+        }
+    }
+
+    /// The tenant-independent decision for valid UTF-8 text.
+    fn check_text(&self, text: &str) -> Checked {
+        if text.contains('\0') {
+            return Checked::Verdict(Cached::Deny(refusal::nul_byte()));
+        }
+        let parsed = match pg_query::parse(text, 0) {
+            Ok(p) => p,
+            Err(e) => {
+                let msg = match &e {
+                    pg_query::Error::Parse(m) => m.as_str(),
+                    _ => "invalid statement",
+                };
+                return Checked::Verdict(Cached::Deny(refusal::unparsable(msg)));
+            }
+        };
+        let mut rewrite_needed = false;
+        for raw in &parsed.protobuf.stmts {
+            let Some(node) = raw.stmt.as_ref().and_then(|n| n.node.as_ref()) else {
+                return Checked::Verdict(Cached::Deny(refusal::internal()));
+            };
+            let flat = match tree::Tree::build(node) {
+                Ok(t) => t,
+                Err(_) => return Checked::Verdict(Cached::Deny(refusal::internal())),
+            };
+            if let Err(e) = self.policy.check(&flat) {
+                return Checked::Verdict(Cached::Deny(e));
+            }
+            rewrite_needed |= notify::needs_rewrite(node);
+        }
+        if rewrite_needed {
+            Checked::NeedsRewrite(parsed)
+        } else {
+            Checked::Verdict(Cached::Allow)
+        }
+    }
+}
+
+fn to_verdict(c: Cached) -> Verdict {
+    match c {
+        Cached::Allow => Verdict::Allow,
+        Cached::Deny(e) => Verdict::Deny(e),
+    }
+}
+
+/// Replaces the span of each top-level LISTEN/NOTIFY/UNLISTEN with its
+/// tenant-scoped form; every other byte of the message is kept.
+fn rewrite(
+    text: &str,
+    parsed: &pg_query::ParseResult,
+    scope: &TenantScope,
+) -> Result<String, ClientError> {
+    let mut out = String::with_capacity(text.len() + 64);
+    let mut copied = 0usize;
+    for raw in &parsed.protobuf.stmts {
+        let Some(node) = raw.stmt.as_ref().and_then(|n| n.node.as_ref()) else {
+            return Err(refusal::internal());
+        };
+        let Some(replacement) = notify::rewrite(node, &scope.prefix) else {
+            continue;
+        };
+        let replacement = replacement?;
+        let start = usize::try_from(raw.stmt_location).map_err(|_| refusal::internal())?;
+        let end = if raw.stmt_len == 0 {
+            text.len()
+        } else {
+            let len = usize::try_from(raw.stmt_len).map_err(|_| refusal::internal())?;
+            start.checked_add(len).ok_or_else(refusal::internal)?
+        };
+        if start < copied || end > text.len() {
+            return Err(refusal::internal());
+        }
+        let before = text.get(copied..start).ok_or_else(refusal::internal)?;
+        out.push_str(before);
+        out.push_str(&replacement);
+        copied = end;
+    }
+    let rest = text.get(copied..).ok_or_else(refusal::internal)?;
+    out.push_str(rest);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,190 @@
+//! Builds the ErrorResponse a client gets when the guard refuses a statement.
+//!
+//! Input: names taken from the client's own (untrusted) SQL are quoted into
+//! messages, shortened and with control characters replaced; nothing else
+//! about the session, the server or other tenants is ever included.
+
+use crate::error::{ClientError, SqlState};
+
+/// A refusal is a client-visible error with `Severity::Error`.
+pub(crate) type Refusal = ClientError;
+
+const PREFIX: &str = "pg-tenant-proxy: ";
+
+/// Longest client-supplied name echoed back in a message, in characters.
+const MAX_ECHO_CHARS: usize = 64;
+
+/// Quotes a client-supplied name for a message: shortened, printable.
+fn echo(name: &str) -> String {
+    let mut out = String::with_capacity(name.len().min(MAX_ECHO_CHARS) + 2);
+    out.push('"');
+    for (n, c) in name.chars().enumerate() {
+        if n >= MAX_ECHO_CHARS {
+            out.push_str("...");
+            break;
+        }
+        if c.is_control() {
+            out.push('?');
+        } else {
+            out.push(c);
+        }
+    }
+    out.push('"');
+    out
+}
+
+fn denied(message: String) -> Refusal {
+    ClientError::error(
+        SqlState::InsufficientPrivilege,
+        format!("{PREFIX}{message}"),
+    )
+}
+
+pub(crate) fn protected_setting(name: &str) -> Refusal {
+    denied(format!(
+        "setting {} is pinned by the proxy and cannot be changed",
+        echo(&name.to_ascii_lowercase())
+    ))
+    .with_hint("The tenant and user are fixed for the whole session when it is opened; read them with current_setting().")
+}
+
+pub(crate) fn role_change(name: &str) -> Refusal {
+    denied(format!(
+        "changing {} is not allowed through the proxy: the session role is fixed",
+        echo(&name.to_ascii_lowercase())
+    ))
+    .with_hint("RESET ROLE, SET ROLE NONE and RESET SESSION AUTHORIZATION are allowed.")
+}
+
+pub(crate) fn lexing_setting(name: &str) -> Refusal {
+    denied(format!(
+        "setting {} cannot be changed: it alters how the server reads SQL text",
+        echo(&name.to_ascii_lowercase())
+    ))
+    .with_hint("The proxy pins client_encoding=UTF8 and standard_conforming_strings=on; RESET restores them.")
+}
+
+pub(crate) fn unknown_set_form() -> Refusal {
+    denied("this form of SET is not recognised by the proxy".into())
+}
+
+pub(crate) fn set_config_not_constant() -> Refusal {
+    denied(
+        "set_config() is allowed only with a constant setting name as its first argument".into(),
+    )
+    .with_hint("Write the setting name as a string literal, e.g. set_config('application_name', $1, false).")
+}
+
+pub(crate) fn set_config_elsewhere() -> Refusal {
+    denied("set_config may only be called directly, with a constant setting name".into())
+}
+
+pub(crate) fn code_block(what: &str) -> Refusal {
+    denied(format!(
+        "{what} is not allowed through the proxy: its code cannot be inspected"
+    ))
+}
+
+pub(crate) fn settings_persisted(what: &str) -> Refusal {
+    denied(format!(
+        "{what} is not allowed through the proxy: it changes settings of other sessions"
+    ))
+}
+
+pub(crate) fn role_management(what: &str) -> Refusal {
+    denied(format!(
+        "{what} is not allowed through the proxy: roles are managed by the operator"
+    ))
+}
+
+pub(crate) fn activity(name: &str) -> Refusal {
+    denied(format!(
+        "{} is not available through the proxy: it shows other sessions' activity",
+        echo(name)
+    ))
+}
+
+pub(crate) fn signal(name: &str) -> Refusal {
+    denied(format!(
+        "{} is not available through the proxy: sessions of other tenants share this role",
+        echo(name)
+    ))
+    .with_hint("Use pg_cancel_backend on your own queries by cancelling them from the client (CancelRequest).")
+}
+
+pub(crate) fn large_object(name: &str) -> Refusal {
+    denied(format!(
+        "large objects ({}) are not available through the proxy: they are shared by all tenants",
+        echo(name)
+    ))
+    .with_hint("Store binary data in a bytea column of a tenant table.")
+}
+
+pub(crate) fn advisory_lock(name: &str) -> Refusal {
+    denied(format!(
+        "advisory locks ({}) are not available through the proxy: their keys are shared by all tenants",
+        echo(name)
+    ))
+    .with_hint("Use row locks (SELECT ... FOR UPDATE) on a tenant row instead.")
+}
+
+pub(crate) fn pg_notify() -> Refusal {
+    denied("pg_notify() is not available through the proxy".into())
+        .with_hint("Use the NOTIFY statement: the proxy scopes its channel to your tenant.")
+}
+
+pub(crate) fn dynamic_sql(name: &str) -> Refusal {
+    denied(format!(
+        "{} is not available through the proxy: it runs SQL the proxy cannot inspect",
+        echo(name)
+    ))
+}
+
+pub(crate) fn pg_settings_write() -> Refusal {
+    denied("writing to pg_settings is not allowed through the proxy: it changes settings".into())
+        .with_hint("Use SET or set_config() with a constant setting name.")
+}
+
+pub(crate) fn nested_notify() -> Refusal {
+    denied("LISTEN, NOTIFY and UNLISTEN are allowed only as statements of their own".into())
+}
+
+pub(crate) fn channel_too_long(max: usize) -> Refusal {
+    denied(format!(
+        "channel name is too long: at most {max} bytes are available through the proxy"
+    ))
+}
+
+pub(crate) fn fast_path() -> Refusal {
+    denied("the fast-path function call interface is not available through the proxy".into())
+        .with_hint("Call the function with a SELECT statement instead.")
+}
+
+pub(crate) fn unparsable(parser_message: &str) -> Refusal {
+    ClientError::error(
+        SqlState::SyntaxError,
+        format!(
+            "{PREFIX}statement refused because it could not be parsed: {}",
+            parser_message.chars().take(200).collect::<String>()
+        ),
+    )
+}
+
+pub(crate) fn invalid_utf8() -> Refusal {
+    ClientError::error(
+        SqlState::CharacterNotInRepertoire,
+        format!("{PREFIX}statement refused: it is not valid UTF-8"),
+    )
+    .with_hint("The proxy pins client_encoding=UTF8.")
+}
+
+pub(crate) fn nul_byte() -> Refusal {
+    ClientError::error(
+        SqlState::CharacterNotInRepertoire,
+        format!("{PREFIX}statement refused: it contains a zero byte"),
+    )
+}
+
+pub(crate) fn internal() -> Refusal {
+    denied("statement refused: the proxy could not inspect it".into())
+}

@@ -1,0 +1,273 @@
+//! The statement policy: visits every item of a flattened parse tree and
+//! refuses the first one that moves the tenant, changes the role, changes
+//! how SQL is lexed, hides code from the parser or opens a side channel.
+//!
+//! Input: one statement of untrusted client SQL, parsed by pg_query and
+//! flattened by [`super::tree`]. The loop is over all items, so no node kind
+//! or field can be skipped; rules are keyed by node type name.
+
+use super::functions;
+use super::refusal::{self, Refusal};
+use super::settings::{SetRequest, Settings};
+use super::tree::{Kind, Tree};
+
+/// `ObjectType::ObjectLargeobject` in pg_query's protobuf.
+const OBJECT_LARGEOBJECT: i64 = 23;
+
+/// Fields whose integer is an `ObjectType` (GRANT, COMMENT, ALTER ... OWNER,
+/// SECURITY LABEL, DROP, RENAME, ALTER DEFAULT PRIVILEGES).
+const OBJECT_TYPE_FIELDS: &[&str] = &[
+    "objtype",
+    "object_type",
+    "remove_type",
+    "rename_type",
+    "relation_type",
+    "targtype",
+];
+
+/// Statements that write to their `relation` field.
+const WRITE_STATEMENTS: &[&str] = &[
+    "UpdateStmt",
+    "InsertStmt",
+    "DeleteStmt",
+    "MergeStmt",
+    "CopyStmt",
+];
+
+/// Statements that store a query to run later, under any role.
+const STORED_QUERY_STATEMENTS: &[&str] = &["ViewStmt", "RuleStmt", "CreateTrigStmt"];
+
+/// The policy switches from [`super::GuardConfig`].
+pub(crate) struct Policy {
+    pub settings: Settings,
+    pub allow_do_blocks: bool,
+    pub allow_create_function: bool,
+}
+
+impl Policy {
+    /// Checks one statement. The root item is the statement node itself.
+    pub(crate) fn check(&self, tree: &Tree) -> Result<(), Refusal> {
+        for (i, item) in tree.items.iter().enumerate() {
+            match item.kind {
+                Kind::Struct(ty) => self.check_node(tree, i, ty)?,
+                Kind::Str(..) => check_string(tree, i)?,
+                Kind::Int(v) => {
+                    if v == OBJECT_LARGEOBJECT && OBJECT_TYPE_FIELDS.contains(&item.field) {
+                        return Err(refusal::large_object("LARGE OBJECT"));
+                    }
+                }
+                Kind::Seq | Kind::True => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn check_node(&self, tree: &Tree, i: usize, ty: &str) -> Result<(), Refusal> {
+        match ty {
+            "VariableSetStmt" => self.check_variable_set(tree, i),
+            "FuncCall" => self.check_func_call(tree, i),
+            "DoStmt" if !self.allow_do_blocks => Err(refusal::code_block("DO")),
+            "CreateFunctionStmt" if !self.allow_create_function => {
+                Err(refusal::code_block("CREATE FUNCTION / CREATE PROCEDURE"))
+            }
+            "LoadStmt" => Err(refusal::code_block("LOAD")),
+            "CreateExtensionStmt" | "AlterExtensionStmt" | "AlterExtensionContentsStmt" => {
+                Err(refusal::code_block("CREATE / ALTER EXTENSION"))
+            }
+            "CreatePLangStmt" => Err(refusal::code_block("CREATE LANGUAGE")),
+            "CreateTransformStmt" => Err(refusal::code_block("CREATE TRANSFORM")),
+            "CreateEventTrigStmt" | "AlterEventTrigStmt" => {
+                Err(refusal::code_block("CREATE EVENT TRIGGER"))
+            }
+            "AlterRoleSetStmt" => Err(refusal::settings_persisted("ALTER ROLE ... SET")),
+            "AlterDatabaseSetStmt" => Err(refusal::settings_persisted("ALTER DATABASE ... SET")),
+            "AlterSystemStmt" => Err(refusal::settings_persisted("ALTER SYSTEM")),
+            "CreateRoleStmt" => Err(refusal::role_management("CREATE ROLE")),
+            "AlterRoleStmt" => Err(refusal::role_management("ALTER ROLE")),
+            "DropRoleStmt" => Err(refusal::role_management("DROP ROLE")),
+            "GrantRoleStmt" => Err(refusal::role_management("GRANT / REVOKE of a role")),
+            "ListenStmt" | "NotifyStmt" | "UnlistenStmt" => {
+                // Top-level ones are rewritten by the caller; one stored in a
+                // rule would send to an unscoped channel.
+                if tree.parent(i).is_some() {
+                    Err(refusal::nested_notify())
+                } else {
+                    Ok(())
+                }
+            }
+            "RangeVar" => check_range_var(tree, i),
+            _ => Ok(()),
+        }
+    }
+
+    fn check_variable_set(&self, tree: &Tree, i: usize) -> Result<(), Refusal> {
+        let mut nargs = 0usize;
+        let mut first_value = None;
+        for (n, arg) in tree.list(i, "args").enumerate() {
+            nargs = nargs.saturating_add(1);
+            if n == 0 {
+                first_value = string_constant(tree, arg);
+            }
+        }
+        let req = SetRequest {
+            kind: tree.int_field(i, "kind"),
+            name: tree.str_field(i, "name"),
+            first_value,
+            nargs,
+        };
+        self.settings.check_set(&req)
+    }
+
+    fn check_func_call(&self, tree: &Tree, i: usize) -> Result<(), Refusal> {
+        let Some(name) = tree
+            .list(i, "funcname")
+            .last()
+            .and_then(|n| tree.string_node(n))
+        else {
+            return Err(refusal::internal());
+        };
+        functions::check_call(name)?;
+        if name.eq_ignore_ascii_case("set_config") {
+            return self.check_set_config(tree, i);
+        }
+        if name.eq_ignore_ascii_case("ts_rewrite") && tree.list(i, "args").count() != 3 {
+            // ts_rewrite(query, 'SELECT ...') runs the given SQL text.
+            return Err(refusal::dynamic_sql(name));
+        }
+        Ok(())
+    }
+
+    fn check_set_config(&self, tree: &Tree, i: usize) -> Result<(), Refusal> {
+        if tree.bool_field(i, "func_variadic") || tree.bool_field(i, "agg_star") {
+            return Err(refusal::set_config_not_constant());
+        }
+        let mut args = tree.list(i, "args");
+        let Some(first) = args.next() else {
+            return Err(refusal::set_config_not_constant());
+        };
+        if tree
+            .list(i, "args")
+            .any(|a| tree.ty(a) == Some("NamedArgExpr"))
+        {
+            return Err(refusal::set_config_not_constant());
+        }
+        let Some(setting) = constant_text(tree, first) else {
+            return Err(refusal::set_config_not_constant());
+        };
+        self.settings.check_set_config_name(setting)
+    }
+}
+
+/// A plain string constant: `A_Const` holding a `String`.
+fn string_constant(tree: &Tree, i: usize) -> Option<&str> {
+    if tree.ty(i) != Some("AConst") {
+        return None;
+    }
+    let val = tree.field(i, "val")?;
+    tree.string_node(val)
+}
+
+/// A string constant, optionally cast to plain `text` (no type modifiers:
+/// `varchar(n)` would truncate and `char(n)` would trim, changing the value).
+fn constant_text(tree: &Tree, i: usize) -> Option<&str> {
+    if let Some(s) = string_constant(tree, i) {
+        return Some(s);
+    }
+    if tree.ty(i) != Some("TypeCast") {
+        return None;
+    }
+    let ty = tree.field(i, "type_name")?;
+    let names: Vec<&str> = tree
+        .list(ty, "names")
+        .map(|n| tree.string_node(n))
+        .collect::<Option<Vec<&str>>>()?;
+    let plain_text = matches!(names.as_slice(), ["text"] | ["pg_catalog", "text"]);
+    let no_modifiers = tree.list(ty, "typmods").next().is_none()
+        && tree.list(ty, "array_bounds").next().is_none()
+        && !tree.bool_field(ty, "setof")
+        && !tree.bool_field(ty, "pct_type");
+    if !(plain_text && no_modifiers) {
+        return None;
+    }
+    string_constant(tree, tree.field(i, "arg")?)
+}
+
+/// Whether string item `i` is the text of a literal (`'...'`), a comment or a
+/// channel/payload, rather than a name the server resolves.
+fn is_literal(tree: &Tree, i: usize) -> bool {
+    let Some(item) = tree.items.get(i) else {
+        return false;
+    };
+    let Some(parent) = tree.parent(i) else {
+        return false;
+    };
+    match tree.ty(parent) {
+        Some("String") => tree
+            .parent(parent)
+            .is_some_and(|gp| tree.ty(gp) == Some("AConst")),
+        Some("CommentStmt") => item.field == "comment",
+        Some("NotifyStmt") => item.field == "payload" || item.field == "conditionname",
+        Some("ListenStmt" | "UnlistenStmt") => item.field == "conditionname",
+        _ => false,
+    }
+}
+
+/// Whether string item `i` is the last part of a function call's name.
+fn is_called_function_name(tree: &Tree, i: usize) -> bool {
+    let Some(string_node) = tree.parent(i) else {
+        return false;
+    };
+    let Some(seq) = tree.parent(string_node) else {
+        return false;
+    };
+    let Some(call) = tree.parent(seq) else {
+        return false;
+    };
+    tree.ty(call) == Some("FuncCall")
+        && tree.items.get(seq).is_some_and(|s| s.field == "funcname")
+        && tree.list(call, "funcname").last() == Some(string_node)
+}
+
+fn check_string(tree: &Tree, i: usize) -> Result<(), Refusal> {
+    if is_literal(tree, i) {
+        return Ok(());
+    }
+    let Some(name) = tree.str_at(i) else {
+        return Ok(());
+    };
+    functions::check_identifier(name)?;
+    if name.eq_ignore_ascii_case("set_config") && !is_called_function_name(tree, i) {
+        // A reference that is not a direct call (operator, cast, trigger or
+        // aggregate definition, ALTER FUNCTION, ...).
+        return Err(refusal::set_config_elsewhere());
+    }
+    Ok(())
+}
+
+/// `pg_settings` may be read but not written (its update rule calls
+/// `set_config`), nor captured in a view, rule or trigger.
+fn check_range_var(tree: &Tree, i: usize) -> Result<(), Refusal> {
+    if !functions::is_pg_settings(tree.str_field(i, "relname")) {
+        return Ok(());
+    }
+    if let (Some(item), Some(parent)) = (tree.items.get(i), tree.parent(i)) {
+        if item.field == "relation"
+            && tree
+                .ty(parent)
+                .is_some_and(|t| WRITE_STATEMENTS.contains(&t))
+        {
+            return Err(refusal::pg_settings_write());
+        }
+    }
+    let mut cur = tree.parent(i);
+    while let Some(p) = cur {
+        if tree
+            .ty(p)
+            .is_some_and(|t| STORED_QUERY_STATEMENTS.contains(&t))
+        {
+            return Err(refusal::pg_settings_write());
+        }
+        cur = tree.parent(p);
+    }
+    Ok(())
+}
