@@ -16,6 +16,9 @@ SET client_min_messages = warning;
 CREATE TABLE IF NOT EXISTS tenant.isolated_tables (
     table_name  regclass PRIMARY KEY,
     key_column  name     NOT NULL,
+    -- The name at registration, for reporting a table dropped since then
+    -- (a dangling regclass prints as a bare OID).
+    registered_name text NOT NULL,
     enabled_at  timestamptz NOT NULL DEFAULT pg_catalog.now()
 );
 ALTER TABLE tenant.isolated_tables OWNER TO tenant_owner;
@@ -213,7 +216,10 @@ BEGIN
             AND t.tgfoid = 'tenant.stamp_audit_columns()'::regprocedure
             AND t.tgnargs = cardinality(audit_cols)
             AND encode(t.tgargs, 'escape') = array_to_string(audit_cols, '\000') || '\000') THEN
-      EXECUTE format('DROP TRIGGER IF EXISTS tenant_audit_columns ON %s', target);
+      IF EXISTS (SELECT FROM pg_catalog.pg_trigger t
+                  WHERE t.tgrelid = target AND t.tgname = 'tenant_audit_columns') THEN
+        EXECUTE format('DROP TRIGGER tenant_audit_columns ON %s', target);
+      END IF;
       EXECUTE format('CREATE TRIGGER tenant_audit_columns BEFORE INSERT OR UPDATE ON %s '
                      'FOR EACH ROW EXECUTE FUNCTION tenant.stamp_audit_columns(%s)',
                      target,
@@ -236,7 +242,10 @@ BEGIN
       EXECUTE format('ALTER POLICY %I ON %s TO %s USING %s WITH CHECK %s',
                      pol.name, target, pol.grantee, expr, expr);
     ELSE
-      EXECUTE format('DROP POLICY IF EXISTS %I ON %s', pol.name, target);
+      IF EXISTS (SELECT FROM pg_catalog.pg_policy p
+                  WHERE p.polrelid = target AND p.polname = pol.name) THEN
+        EXECUTE format('DROP POLICY %I ON %s', pol.name, target);
+      END IF;
       EXECUTE format('CREATE POLICY %I ON %s AS %s FOR ALL TO %s USING %s WITH CHECK %s',
                      pol.name, target,
                      CASE WHEN pol.permissive THEN 'PERMISSIVE' ELSE 'RESTRICTIVE' END,
@@ -258,10 +267,11 @@ BEGIN
   EXECUTE format('REVOKE TRUNCATE, REFERENCES, TRIGGER ON %s FROM tenant_app', target);
   EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE ON %s TO tenant_app', target);
 
-  INSERT INTO tenant.isolated_tables AS t (table_name, key_column)
-  VALUES (target, key_column)
-  ON CONFLICT (table_name) DO UPDATE SET key_column = EXCLUDED.key_column
-   WHERE t.key_column IS DISTINCT FROM EXCLUDED.key_column;
+  INSERT INTO tenant.isolated_tables AS t (table_name, key_column, registered_name)
+  VALUES (target, key_column, target::text)
+  ON CONFLICT (table_name) DO UPDATE
+     SET key_column = EXCLUDED.key_column, registered_name = EXCLUDED.registered_name
+   WHERE (t.key_column, t.registered_name) IS DISTINCT FROM (EXCLUDED.key_column, EXCLUDED.registered_name);
 END
 $fn$;
 

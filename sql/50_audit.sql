@@ -29,6 +29,11 @@ tenant_roles(oid) AS (
   UNION
     SELECT m.member FROM pg_catalog.pg_auth_members m JOIN tenant_roles t ON m.roleid = t.oid
 ),
+-- Tenant roles without SUPERUSER: a superuser has every privilege, and is
+-- reported once as privileged_login_role instead of under every object.
+tenant_roles_ns(oid) AS (
+    SELECT t.oid FROM tenant_roles t JOIN pg_catalog.pg_roles r ON r.oid = t.oid WHERE NOT r.rolsuper
+),
 tables AS (
     SELECT c.oid, c.oid::regclass::text AS name, c.relrowsecurity, c.relforcerowsecurity,
            c.relowner, i.key_column, a.attnum AS key_attnum
@@ -123,13 +128,14 @@ SELECT CASE WHEN t.relowner IN (SELECT oid FROM tenant_roles) THEN 'critical' EL
   FROM tables t WHERE t.relowner <> 'tenant_owner'::regrole
 UNION ALL
 SELECT 'critical', 'tenant_privilege', t.name,
-       format('%s holds %s (TRUNCATE ignores row level security; REFERENCES/TRIGGER are not for tenants)',
-              r.oid::regrole, priv)
+       format('%s held by %s (TRUNCATE ignores row level security; REFERENCES/TRIGGER are not for tenants)',
+              priv, string_agg(r.oid::regrole::text, ', ' ORDER BY r.oid::regrole::text))
   FROM tables t
-  CROSS JOIN tenant_roles r
+  CROSS JOIN tenant_roles_ns r
   CROSS JOIN unnest(ARRAY['TRUNCATE', 'REFERENCES', 'TRIGGER']) AS priv
  WHERE pg_catalog.has_table_privilege(r.oid, t.oid, priv)
    AND NOT pg_catalog.pg_has_role(r.oid, t.relowner, 'USAGE') -- reported as ownership instead
+ GROUP BY t.name, priv
 UNION ALL
 SELECT 'critical', 'table_not_isolated', u.name,
        CASE WHEN u.relkind IN ('v', 'm')
@@ -138,7 +144,7 @@ SELECT 'critical', 'table_not_isolated', u.name,
   FROM user_relations u
  WHERE u.oid NOT IN (SELECT oid FROM tables)
    AND NOT (u.relkind = 'v' AND coalesce(u.reloptions, '{}') && ARRAY['security_invoker=true', 'security_invoker=on'])
-   AND EXISTS (SELECT FROM tenant_roles r
+   AND EXISTS (SELECT FROM tenant_roles_ns r
                 WHERE pg_catalog.has_table_privilege(r.oid, u.oid, 'SELECT, INSERT, UPDATE, DELETE'))
 UNION ALL
 SELECT 'warning', 'table_not_isolated', u.name,
@@ -146,12 +152,12 @@ SELECT 'warning', 'table_not_isolated', u.name,
   FROM user_relations u
  WHERE u.relkind IN ('r', 'p') AND u.oid NOT IN (SELECT oid FROM tables)
    AND u.oid <> 'tenant.isolated_tables'::regclass
-   AND NOT EXISTS (SELECT FROM tenant_roles r
+   AND NOT EXISTS (SELECT FROM tenant_roles_ns r
                     WHERE pg_catalog.has_table_privilege(r.oid, u.oid, 'SELECT, INSERT, UPDATE, DELETE'))
    AND EXISTS (SELECT FROM pg_catalog.pg_attribute a
                 WHERE a.attrelid = u.oid AND a.attname = 'organization_id' AND NOT a.attisdropped)
 UNION ALL
-SELECT 'warning', 'registered_table_missing', i.table_name::oid::text,
+SELECT 'warning', 'registered_table_missing', i.registered_name,
        'listed in tenant.isolated_tables but no longer exists'
   FROM tenant.isolated_tables i
  WHERE NOT EXISTS (SELECT FROM pg_catalog.pg_class c WHERE c.oid = i.table_name)
@@ -189,6 +195,7 @@ SELECT 'critical', 'tenant_role_owns_objects', o.owner::regrole::text,
        format('tenant role owns %s %s; an owner can change its privileges and policies', o.kind, o.name)
   FROM (SELECT c.relowner AS owner, 'relation' AS kind, c.oid::regclass::text AS name
           FROM pg_catalog.pg_class c
+         WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S')  -- indexes and TOAST follow their table
         UNION ALL
         SELECT p.proowner, 'function', p.oid::regprocedure::text FROM pg_catalog.pg_proc p
         UNION ALL
@@ -240,26 +247,33 @@ SELECT 'critical', 'helper_volatility', p.oid::regprocedure::text,
 -- Defence in depth from 40_hardening.sql still in place.
 UNION ALL
 SELECT 'warning', 'side_channel_privilege', f.fn::text,
-       format('%s can execute it (revoked by 40_hardening.sql): a shared-role side channel between tenants',
-              r.oid::regrole)
-  FROM side_channel_functions f CROSS JOIN tenant_roles r
+       format('executable by %s (revoked by 40_hardening.sql): a shared-role side channel between tenants',
+              string_agg(r.oid::regrole::text, ', ' ORDER BY r.oid::regrole::text))
+  FROM side_channel_functions f CROSS JOIN tenant_roles_ns r
  WHERE pg_catalog.has_function_privilege(r.oid, f.fn, 'EXECUTE')
+ GROUP BY f.fn
 UNION ALL
 SELECT 'warning', 'side_channel_privilege', v.name,
-       format('%s can read it (revoked by 40_hardening.sql): other sessions'' SQL text or locks', r.oid::regrole)
+       format('readable by %s (revoked by 40_hardening.sql): other sessions'' SQL text or locks',
+              string_agg(r.oid::regrole::text, ', ' ORDER BY r.oid::regrole::text))
   FROM (VALUES ('pg_catalog.pg_stat_activity'), ('pg_catalog.pg_locks')) v(name)
-  CROSS JOIN tenant_roles r
+  CROSS JOIN tenant_roles_ns r
  WHERE pg_catalog.has_table_privilege(r.oid, v.name, 'SELECT')
+ GROUP BY v.name
 UNION ALL
 SELECT 'warning', 'side_channel_privilege', 'database ' || pg_catalog.current_database(),
-       format('%s can create temporary objects (revoked by 40_hardening.sql)', r.oid::regrole)
-  FROM tenant_roles r
+       format('%s can create temporary objects (TEMPORARY revoked by 40_hardening.sql)',
+              string_agg(r.oid::regrole::text, ', ' ORDER BY r.oid::regrole::text))
+  FROM tenant_roles_ns r
  WHERE pg_catalog.has_database_privilege(r.oid, pg_catalog.current_database(), 'TEMPORARY')
+HAVING count(*) > 0
 UNION ALL
 SELECT 'warning', 'side_channel_privilege', 'language plpgsql',
-       format('%s can run DO blocks (USAGE revoked by 40_hardening.sql)', r.oid::regrole)
-  FROM tenant_roles r
+       format('%s can run DO blocks (USAGE revoked by 40_hardening.sql)',
+              string_agg(r.oid::regrole::text, ', ' ORDER BY r.oid::regrole::text))
+  FROM tenant_roles_ns r
  WHERE pg_catalog.has_language_privilege(r.oid, 'plpgsql', 'USAGE')
+HAVING count(*) > 0
 ORDER BY 1, 2, 3, 4
 $fn$;
 
