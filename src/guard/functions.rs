@@ -57,9 +57,6 @@ const LARGE_OBJECT: &[&str] = &[
 const ADVISORY: &[&str] = &[
     "pg_advisory_lock",
     "pg_advisory_lock_shared",
-    "pg_advisory_unlock",
-    "pg_advisory_unlock_all",
-    "pg_advisory_unlock_shared",
     "pg_advisory_xact_lock",
     "pg_advisory_xact_lock_shared",
     "pg_try_advisory_lock",
@@ -108,6 +105,14 @@ enum Family {
     Notify,
 }
 
+/// Functions that only release locks the calling session holds: harmless,
+/// and sent by drivers' pool resets (asyncpg runs `pg_advisory_unlock_all()`).
+const SESSION_LOCAL_UNLOCKS: &[&str] = &[
+    "pg_advisory_unlock",
+    "pg_advisory_unlock_all",
+    "pg_advisory_unlock_shared",
+];
+
 fn refuse(family: Family, name: &str) -> Refusal {
     match family {
         Family::Activity => refusal::activity(name),
@@ -146,6 +151,9 @@ pub(crate) fn check_identifier(name: &str) -> Result<(), Refusal> {
 pub(crate) fn check_call(name: &str) -> Result<(), Refusal> {
     check_identifier(name)?;
     let lower = name.to_ascii_lowercase();
+    if SESSION_LOCAL_UNLOCKS.contains(&lower.as_str()) {
+        return Ok(());
+    }
     if let Some((_, f)) = CALL_PREFIXES.iter().find(|(p, _)| lower.starts_with(p)) {
         return Err(refuse(*f, name));
     }

@@ -118,12 +118,7 @@ impl Guard {
     /// Validates the configuration and builds the guard.
     pub fn new(cfg: &GuardConfig) -> Result<Guard, String> {
         let mut protected: Vec<String> = Vec::new();
-        for raw in cfg
-            .protected_settings
-            .iter()
-            .map(String::as_str)
-            .chain(PINNED_SETTINGS)
-        {
+        for raw in cfg.protected_settings.iter().map(String::as_str).chain(PINNED_SETTINGS) {
             let name = settings::normalise_config_name(raw)?;
             if !protected.contains(&name) {
                 protected.push(name);
@@ -224,11 +219,7 @@ fn to_verdict(c: Cached) -> Verdict {
 
 /// Replaces the span of each top-level LISTEN/NOTIFY/UNLISTEN with its
 /// tenant-scoped form; every other byte of the message is kept.
-fn rewrite(
-    text: &str,
-    parsed: &pg_query::ParseResult,
-    scope: &TenantScope,
-) -> Result<String, ClientError> {
+fn rewrite(text: &str, parsed: &pg_query::ParseResult, scope: &TenantScope) -> Result<String, ClientError> {
     let mut out = String::with_capacity(text.len() + 64);
     let mut copied = 0usize;
     for raw in &parsed.protobuf.stmts {

@@ -69,9 +69,7 @@ fn scoped(prefix: &str, channel: &str) -> Result<String, Refusal> {
 /// or `None` if the node is not one (or needs no change, like `UNLISTEN *`).
 pub(crate) fn rewrite(stmt: &pg_query::NodeEnum, prefix: &str) -> Option<Result<String, Refusal>> {
     match stmt {
-        pg_query::NodeEnum::ListenStmt(s) => {
-            Some(scoped(prefix, &s.conditionname).map(|c| format!("LISTEN {c}")))
-        }
+        pg_query::NodeEnum::ListenStmt(s) => Some(scoped(prefix, &s.conditionname).map(|c| format!("LISTEN {c}"))),
         pg_query::NodeEnum::UnlistenStmt(s) => {
             if s.conditionname.is_empty() {
                 // UNLISTEN *: only this session's channels, all of them ours.

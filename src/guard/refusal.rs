@@ -34,10 +34,7 @@ fn echo(name: &str) -> String {
 }
 
 fn denied(message: String) -> Refusal {
-    ClientError::error(
-        SqlState::InsufficientPrivilege,
-        format!("{PREFIX}{message}"),
-    )
+    ClientError::error(SqlState::InsufficientPrivilege, format!("{PREFIX}{message}"))
 }
 
 pub(crate) fn protected_setting(name: &str) -> Refusal {
@@ -45,7 +42,9 @@ pub(crate) fn protected_setting(name: &str) -> Refusal {
         "setting {} is pinned by the proxy and cannot be changed",
         echo(&name.to_ascii_lowercase())
     ))
-    .with_hint("The tenant and user are fixed for the whole session when it is opened; read them with current_setting().")
+    .with_hint(
+        "The tenant and user are fixed for the whole session when it is opened; read them with current_setting().",
+    )
 }
 
 pub(crate) fn role_change(name: &str) -> Refusal {
@@ -69,10 +68,8 @@ pub(crate) fn unknown_set_form() -> Refusal {
 }
 
 pub(crate) fn set_config_not_constant() -> Refusal {
-    denied(
-        "set_config() is allowed only with a constant setting name as its first argument".into(),
-    )
-    .with_hint("Write the setting name as a string literal, e.g. set_config('application_name', $1, false).")
+    denied("set_config() is allowed only with a constant setting name as its first argument".into())
+        .with_hint("Write the setting name as a string literal, e.g. set_config('application_name', $1, false).")
 }
 
 pub(crate) fn set_config_elsewhere() -> Refusal {

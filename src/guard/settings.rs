@@ -23,20 +23,12 @@ const ROLE_SETTINGS: &[&str] = &["role", "session_authorization"];
 
 /// Settings that change how the server lexes SQL text. The proxy parses
 /// with `standard_conforming_strings=on` and UTF-8, pinned at startup.
-const LEXING_SETTINGS: &[&str] = &[
-    "standard_conforming_strings",
-    "client_encoding",
-    "backslash_quote",
-];
+const LEXING_SETTINGS: &[&str] = &["standard_conforming_strings", "client_encoding", "backslash_quote"];
 
 /// The multi-value `SET` forms the grammar produces (`SET TRANSACTION ...`,
 /// `SET SESSION CHARACTERISTICS AS TRANSACTION ...`, `SET TRANSACTION
 /// SNAPSHOT`). They change transaction modes, not named settings.
-const MULTI_FORMS: &[&str] = &[
-    "transaction",
-    "session characteristics",
-    "transaction snapshot",
-];
+const MULTI_FORMS: &[&str] = &["transaction", "session characteristics", "transaction snapshot"];
 
 /// A `SET`-family statement, reduced to what the policy needs.
 pub(crate) struct SetRequest<'a> {
@@ -80,9 +72,7 @@ impl Settings {
                     Err(refusal::unknown_set_form())
                 }
             }
-            kind::SET_VALUE | kind::SET_DEFAULT | kind::SET_CURRENT | kind::RESET => {
-                self.check_named(req)
-            }
+            kind::SET_VALUE | kind::SET_DEFAULT | kind::SET_CURRENT | kind::RESET => self.check_named(req),
             _ => Err(refusal::unknown_set_form()),
         }
     }
@@ -158,9 +148,7 @@ fn value_matches_pin(name: &str, value: &str) -> bool {
         return norm == "utf8" || norm == "unicode";
     }
     if name.eq_ignore_ascii_case("standard_conforming_strings") {
-        return ["on", "true", "yes", "1"]
-            .iter()
-            .any(|v| v.eq_ignore_ascii_case(value));
+        return ["on", "true", "yes", "1"].iter().any(|v| v.eq_ignore_ascii_case(value));
     }
     false
 }

@@ -12,9 +12,7 @@ fn guard() -> Guard {
 }
 
 fn scope() -> TenantScope {
-    TenantScope::new(uuid::Uuid::from_u128(
-        0x0123_4567_89ab_cdef_0123_4567_89ab_cdef,
-    ))
+    TenantScope::new(uuid::Uuid::from_u128(0x0123_4567_89ab_cdef_0123_4567_89ab_cdef))
 }
 
 fn code(v: &Verdict) -> Option<SqlState> {
@@ -54,10 +52,7 @@ fn notify_payload_quoted() {
     let g = guard();
     let s = scope();
     let v = g.check_query(b"NOTIFY \"a\"\"b\", 'it''s'", &s);
-    let expected = format!(
-        "NOTIFY {}, 'it''s'",
-        notify::quote_ident(&s.scoped_channel("a\"b"))
-    );
+    let expected = format!("NOTIFY {}, 'it''s'", notify::quote_ident(&s.scoped_channel("a\"b")));
     assert_eq!(v, Verdict::Rewrite(expected));
 }
 
@@ -76,10 +71,7 @@ fn cache_serves_repeated_statement() {
     let g = guard();
     let s = scope();
     for _ in 0..3 {
-        assert_eq!(
-            g.check_parse(b"SELECT * FROM t WHERE id = $1", &s),
-            Verdict::Allow
-        );
+        assert_eq!(g.check_parse(b"SELECT * FROM t WHERE id = $1", &s), Verdict::Allow);
     }
     assert!(g.cache.as_ref().is_some_and(|c| c.len() == 1));
 }

@@ -146,9 +146,7 @@ impl Tree {
     /// The integer in field `name` of item `i` (0 when absent, as protobuf).
     pub(crate) fn int_field(&self, i: usize, name: &str) -> i64 {
         match self.field(i, name).and_then(|c| self.items.get(c)) {
-            Some(Item {
-                kind: Kind::Int(v), ..
-            }) => *v,
+            Some(Item { kind: Kind::Int(v), .. }) => *v,
             _ => 0,
         }
     }
@@ -157,18 +155,13 @@ impl Tree {
     pub(crate) fn bool_field(&self, i: usize, name: &str) -> bool {
         matches!(
             self.field(i, name).and_then(|c| self.items.get(c)),
-            Some(Item {
-                kind: Kind::True,
-                ..
-            })
+            Some(Item { kind: Kind::True, .. })
         )
     }
 
     /// The string in field `name` of item `i` ("" when absent, as protobuf).
     pub(crate) fn str_field(&self, i: usize, name: &str) -> &str {
-        self.field(i, name)
-            .and_then(|c| self.str_at(c))
-            .unwrap_or("")
+        self.field(i, name).and_then(|c| self.str_at(c)).unwrap_or("")
     }
 
     /// For a `String` node (an identifier part or a string constant), its text.
@@ -182,9 +175,7 @@ impl Tree {
     /// The elements of the list in field `name` of item `i`.
     pub(crate) fn list(&self, i: usize, name: &str) -> Children<'_> {
         match self.field(i, name) {
-            Some(c) if matches!(self.items.get(c).map(|it| it.kind), Some(Kind::Seq)) => {
-                self.children(c)
-            }
+            Some(c) if matches!(self.items.get(c).map(|it| it.kind), Some(Kind::Seq)) => self.children(c),
             _ => Children {
                 tree: self,
                 next: 0,
@@ -231,8 +222,7 @@ impl Builder {
         if self.tree.items.len() >= MAX_ITEMS {
             return Err(FlattenError("parse tree too large".into()));
         }
-        let idx = u32::try_from(self.tree.items.len())
-            .map_err(|_| FlattenError("parse tree too large".into()))?;
+        let idx = u32::try_from(self.tree.items.len()).map_err(|_| FlattenError("parse tree too large".into()))?;
         let end = idx.saturating_add(1);
         let parent = self.parent();
         self.tree.items.push(Item {
@@ -253,8 +243,8 @@ impl Builder {
     fn close(&mut self) -> Result<(), FlattenError> {
         match self.stack.pop() {
             Some(Some(idx)) => {
-                let end = u32::try_from(self.tree.items.len())
-                    .map_err(|_| FlattenError("parse tree too large".into()))?;
+                let end =
+                    u32::try_from(self.tree.items.len()).map_err(|_| FlattenError("parse tree too large".into()))?;
                 let i = usize::try_from(idx).map_err(|_| FlattenError("index".into()))?;
                 if let Some(item) = self.tree.items.get_mut(i) {
                     item.end = end;
@@ -331,10 +321,8 @@ impl<'a> ser::Serializer for &'a mut Builder {
         if v.is_empty() {
             return Ok(());
         }
-        let start = u32::try_from(self.tree.text.len())
-            .map_err(|_| FlattenError("parse tree too large".into()))?;
-        let len =
-            u32::try_from(v.len()).map_err(|_| FlattenError("parse tree too large".into()))?;
+        let start = u32::try_from(self.tree.text.len()).map_err(|_| FlattenError("parse tree too large".into()))?;
+        let len = u32::try_from(v.len()).map_err(|_| FlattenError("parse tree too large".into()))?;
         self.tree.text.push_str(v);
         self.push(Kind::Str(start, len)).map(|_| ())
     }
@@ -373,19 +361,12 @@ impl<'a> ser::Serializer for &'a mut Builder {
     }
     fn serialize_seq(self, _len: Option<usize>) -> Result<Compound<'a>, FlattenError> {
         self.open(Kind::Seq)?;
-        Ok(Compound {
-            b: self,
-            restore: None,
-        })
+        Ok(Compound { b: self, restore: None })
     }
     fn serialize_tuple(self, len: usize) -> Result<Compound<'a>, FlattenError> {
         self.serialize_seq(Some(len))
     }
-    fn serialize_tuple_struct(
-        self,
-        _name: &'static str,
-        len: usize,
-    ) -> Result<Compound<'a>, FlattenError> {
+    fn serialize_tuple_struct(self, _name: &'static str, len: usize) -> Result<Compound<'a>, FlattenError> {
         self.serialize_seq(Some(len))
     }
     fn serialize_tuple_variant(
@@ -399,16 +380,9 @@ impl<'a> ser::Serializer for &'a mut Builder {
     }
     fn serialize_map(self, _len: Option<usize>) -> Result<Compound<'a>, FlattenError> {
         self.open(Kind::Seq)?;
-        Ok(Compound {
-            b: self,
-            restore: None,
-        })
+        Ok(Compound { b: self, restore: None })
     }
-    fn serialize_struct(
-        self,
-        name: &'static str,
-        _len: usize,
-    ) -> Result<Compound<'a>, FlattenError> {
+    fn serialize_struct(self, name: &'static str, _len: usize) -> Result<Compound<'a>, FlattenError> {
         if TRANSPARENT.contains(&name) {
             let outer = self.field;
             self.stack.push(None);
@@ -418,10 +392,7 @@ impl<'a> ser::Serializer for &'a mut Builder {
             });
         }
         self.open(Kind::Struct(name))?;
-        Ok(Compound {
-            b: self,
-            restore: None,
-        })
+        Ok(Compound { b: self, restore: None })
     }
     fn serialize_struct_variant(
         self,
@@ -542,9 +513,7 @@ mod tests {
     #[test]
     fn flatten_reaches_function_inside_values_list() {
         let parsed = pg_query::parse("VALUES ((SELECT f(1)))", 0);
-        let Ok(parsed) = parsed else {
-            panic!("parse failed")
-        };
+        let Ok(parsed) = parsed else { panic!("parse failed") };
         let Ok(tree) = Tree::build(&parsed.protobuf) else {
             panic!("flatten failed")
         };

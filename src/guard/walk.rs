@@ -26,13 +26,7 @@ const OBJECT_TYPE_FIELDS: &[&str] = &[
 ];
 
 /// Statements that write to their `relation` field.
-const WRITE_STATEMENTS: &[&str] = &[
-    "UpdateStmt",
-    "InsertStmt",
-    "DeleteStmt",
-    "MergeStmt",
-    "CopyStmt",
-];
+const WRITE_STATEMENTS: &[&str] = &["UpdateStmt", "InsertStmt", "DeleteStmt", "MergeStmt", "CopyStmt"];
 
 /// Statements that store a query to run later, under any role.
 const STORED_QUERY_STATEMENTS: &[&str] = &["ViewStmt", "RuleStmt", "CreateTrigStmt"];
@@ -76,9 +70,7 @@ impl Policy {
             }
             "CreatePLangStmt" => Err(refusal::code_block("CREATE LANGUAGE")),
             "CreateTransformStmt" => Err(refusal::code_block("CREATE TRANSFORM")),
-            "CreateEventTrigStmt" | "AlterEventTrigStmt" => {
-                Err(refusal::code_block("CREATE EVENT TRIGGER"))
-            }
+            "CreateEventTrigStmt" | "AlterEventTrigStmt" => Err(refusal::code_block("CREATE EVENT TRIGGER")),
             "AlterRoleSetStmt" => Err(refusal::settings_persisted("ALTER ROLE ... SET")),
             "AlterDatabaseSetStmt" => Err(refusal::settings_persisted("ALTER DATABASE ... SET")),
             "AlterSystemStmt" => Err(refusal::settings_persisted("ALTER SYSTEM")),
@@ -119,11 +111,7 @@ impl Policy {
     }
 
     fn check_func_call(&self, tree: &Tree, i: usize) -> Result<(), Refusal> {
-        let Some(name) = tree
-            .list(i, "funcname")
-            .last()
-            .and_then(|n| tree.string_node(n))
-        else {
+        let Some(name) = tree.list(i, "funcname").last().and_then(|n| tree.string_node(n)) else {
             return Err(refusal::internal());
         };
         functions::check_call(name)?;
@@ -145,10 +133,7 @@ impl Policy {
         let Some(first) = args.next() else {
             return Err(refusal::set_config_not_constant());
         };
-        if tree
-            .list(i, "args")
-            .any(|a| tree.ty(a) == Some("NamedArgExpr"))
-        {
+        if tree.list(i, "args").any(|a| tree.ty(a) == Some("NamedArgExpr")) {
             return Err(refusal::set_config_not_constant());
         }
         let Some(setting) = constant_text(tree, first) else {
@@ -202,9 +187,7 @@ fn is_literal(tree: &Tree, i: usize) -> bool {
         return false;
     };
     match tree.ty(parent) {
-        Some("String") => tree
-            .parent(parent)
-            .is_some_and(|gp| tree.ty(gp) == Some("AConst")),
+        Some("String") => tree.parent(parent).is_some_and(|gp| tree.ty(gp) == Some("AConst")),
         Some("CommentStmt") => item.field == "comment",
         Some("NotifyStmt") => item.field == "payload" || item.field == "conditionname",
         Some("ListenStmt" | "UnlistenStmt") => item.field == "conditionname",
@@ -251,20 +234,13 @@ fn check_range_var(tree: &Tree, i: usize) -> Result<(), Refusal> {
         return Ok(());
     }
     if let (Some(item), Some(parent)) = (tree.items.get(i), tree.parent(i)) {
-        if item.field == "relation"
-            && tree
-                .ty(parent)
-                .is_some_and(|t| WRITE_STATEMENTS.contains(&t))
-        {
+        if item.field == "relation" && tree.ty(parent).is_some_and(|t| WRITE_STATEMENTS.contains(&t)) {
             return Err(refusal::pg_settings_write());
         }
     }
     let mut cur = tree.parent(i);
     while let Some(p) = cur {
-        if tree
-            .ty(p)
-            .is_some_and(|t| STORED_QUERY_STATEMENTS.contains(&t))
-        {
+        if tree.ty(p).is_some_and(|t| STORED_QUERY_STATEMENTS.contains(&t)) {
             return Err(refusal::pg_settings_write());
         }
         cur = tree.parent(p);
