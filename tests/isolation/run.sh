@@ -19,8 +19,8 @@
 #   login_role            directly to PostgreSQL as proxy_login, no proxy
 #   superuser             directly as the superuser (posture checks, DBA tasks)
 #
-# Environment: PROXY_BIN (default target/debug/pg-tenant-proxy, built with cargo if
-# missing), PG_BIN (server binaries, see tests/support/pg.sh).
+# Environment: PROXY_BIN (default target/debug/pg-tenant-proxy, built with cargo when
+# missing or older than src/), PG_BIN (server binaries, see tests/support/pg.sh).
 # Output: one "ok"/"FAILED" line per check, the diff of each failure, then exactly
 # "N passed, M failed". Exit status is non-zero when anything failed.
 set -euo pipefail
@@ -117,10 +117,13 @@ pg_psql -d app -f "$HERE/fixtures/seed.sql" >/dev/null
 
 # --- proxy ------------------------------------------------------------------------
 if [ "$DIRECT" = 0 ]; then
-  PROXY_BIN=${PROXY_BIN:-$ROOT/target/debug/pg-tenant-proxy}
-  if [ ! -x "$PROXY_BIN" ]; then
-    echo "building pg-tenant-proxy ..."
-    cargo build --quiet --bin pg-tenant-proxy
+  if [ -z "${PROXY_BIN:-}" ]; then
+    PROXY_BIN=$ROOT/target/debug/pg-tenant-proxy
+    # Build when missing or older than the sources, so the suite tests this tree.
+    if [ ! -x "$PROXY_BIN" ] || [ -n "$(find src Cargo.toml Cargo.lock -newer "$PROXY_BIN" -print -quit)" ]; then
+      echo "building pg-tenant-proxy ..."
+      cargo build --quiet --bin pg-tenant-proxy
+    fi
   fi
   SECRET_FILE="$WORK/jwt.secret"
   od -An -N32 -tx1 /dev/urandom | tr -d ' \n' >"$SECRET_FILE"
