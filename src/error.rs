@@ -137,13 +137,7 @@ impl ClientError {
 
 impl fmt::Display for ClientError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{} {}: {}",
-            self.severity.as_str(),
-            self.code.code(),
-            self.message
-        )
+        write!(f, "{} {}: {}", self.severity.as_str(), self.code.code(), self.message)
     }
 }
 

@@ -2,9 +2,7 @@
 //! tenant from a verified JWT and refuses every attempt to move it.
 //!
 //! # Layout (the data path, in order)
-//! - [`server`]: accept loop, connection cap, cancel dispatch, graceful drain.
-//! - [`protocol`]: frames and length caps; startup, SSL and cancel packets;
-//!   the backend messages the proxy writes itself.
+//! - [`server`]: accept loop, connection cap, graceful drain.
 //! - [`handshake`]: one client's SSL/GSS negotiation, TLS, startup parameters
 //!   and the cleartext password that carries the token.
 //! - [`auth`]: token verification, claims to [`auth::Identity`].
@@ -12,12 +10,28 @@
 //! - [`relay`]: the hot loop in both directions; consults the [`guard`].
 //! - [`guard`]: statement policy (`Verdict::Allow | Rewrite | Deny`), fail closed.
 //! - [`session`]: ties the above together for one client.
-//! - [`config`], [`tls`], [`cancel`], [`error`], [`token`]: supporting pieces.
+//!
+//! Supporting pieces: [`protocol`] (frames, length caps, startup packets, the
+//! backend messages the proxy writes), [`stream`] (one type for TCP, Unix and
+//! TLS), [`tls`], [`cancel`] (proxy-issued cancel keys), [`config`],
+//! [`error`] (SQLSTATEs), [`token`] (minting for demos and tests).
 //!
 //! # Threat model in brief
 //! Clients are untrusted: every byte they send is bounded and validated, and
-//! they can never choose the tenant. The token key material and the upstream
-//! server are trusted. See `docs/threat-model.md`.
+//! they can never choose the tenant. Token key material, the configuration and
+//! the upstream server are trusted. See `docs/threat-model.md`.
 
+pub mod auth;
+pub mod cancel;
+pub mod config;
 pub mod error;
 pub mod guard;
+pub mod handshake;
+pub mod protocol;
+pub mod relay;
+pub mod server;
+pub mod session;
+pub mod stream;
+pub mod tls;
+pub mod token;
+pub mod upstream;

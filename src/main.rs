@@ -1,2 +1,149 @@
-//! Command-line entry point.
-fn main() {}
+//! Command line: `serve`, `token` and `check-config`.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use pg_tenant_proxy::config::ServeArgs;
+use pg_tenant_proxy::token::TokenArgs;
+
+/// PostgreSQL wire-protocol sidecar that pins each session's tenant from a JWT.
+///
+/// Clients connect as to PostgreSQL and send a token as their password. The
+/// proxy verifies it, opens the upstream session as one low-privilege role with
+/// app.current_organization_id and app.current_user_id pinned from the token,
+/// and refuses every statement that would change them.
+#[derive(Parser)]
+#[command(name = "pg-tenant-proxy", version, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the proxy.
+    ///
+    /// Every flag can also be set in the environment (PGTP_*) or in the TOML
+    /// file given by --config; flags and environment win over the file. The
+    /// upstream password may come from the URL, --upstream-password-file, or
+    /// PGTP_UPSTREAM_PASSWORD.
+    Serve(ServeArgs),
+    /// Print a signed token for a tenant (for demos, psql and tests).
+    ///
+    /// Example: PGPASSWORD=$(pg-tenant-proxy token --jwt-secret-file secret --org $ORG --sub $USER)
+    Token(TokenArgs),
+    /// Validate a configuration (files, keys, certificates, guard) and exit.
+    ///
+    /// Exits 0 and prints a summary when the configuration is usable, and
+    /// non-zero with the reason when it is not.
+    CheckConfig(ServeArgs),
+}
+
+fn load(mut args: ServeArgs) -> Result<pg_tenant_proxy::config::Config, String> {
+    args.upstream_password_env = std::env::var("PGTP_UPSTREAM_PASSWORD").ok();
+    let cfg = args.load()?;
+    pg_tenant_proxy::server::prepare(&cfg)?;
+    Ok(cfg)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Token(args) => match pg_tenant_proxy::token::mint(&args) {
+            Ok(t) => {
+                println!("{t}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("pg-tenant-proxy token: {e}");
+                ExitCode::from(2)
+            }
+        },
+        Command::CheckConfig(args) => match load(args) {
+            Ok(cfg) => {
+                println!(
+                    "configuration is valid: listen {} -> upstream {:?} database {:?} as role {:?} (sslmode {:?}); client TLS {}",
+                    cfg.listen,
+                    cfg.upstream.addr,
+                    cfg.upstream.database,
+                    cfg.upstream.user,
+                    cfg.upstream.sslmode,
+                    if cfg.tls.is_some() { "on" } else { "off" }
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("pg-tenant-proxy: invalid configuration: {e}");
+                ExitCode::from(2)
+            }
+        },
+        Command::Serve(args) => {
+            init_tracing();
+            let cfg = match load(args) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("pg-tenant-proxy: invalid configuration: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let mut rt = tokio::runtime::Builder::new_multi_thread();
+            if cfg.worker_threads > 0 {
+                rt.worker_threads(cfg.worker_threads);
+            }
+            let rt = match rt.enable_all().build() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("pg-tenant-proxy: cannot start the runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match rt.block_on(serve(cfg)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("pg-tenant-proxy: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+async fn serve(cfg: pg_tenant_proxy::config::Config) -> Result<(), String> {
+    let (shared, close_tx) = pg_tenant_proxy::server::prepare(&cfg)?;
+    let listener = tokio::net::TcpListener::bind(cfg.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", cfg.listen))?;
+    tracing::info!(listen = %cfg.listen, upstream_database = %cfg.upstream.database, upstream_role = %cfg.upstream.user, "pg-tenant-proxy ready");
+    pg_tenant_proxy::server::run(
+        listener,
+        shared,
+        close_tx,
+        cfg.limits.max_client_connections,
+        cfg.limits.drain_timeout,
+        shutdown_signal(),
+    )
+    .await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        tracing::error!("cannot install signal handlers; stop with SIGKILL");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr)
+        .init();
+}

@@ -1,0 +1,705 @@
+//! Configuration: command-line flags (each also read from the environment),
+//! an optional TOML file, and defaults, merged once and validated into a
+//! [`Config`]. Flags and environment win over the file.
+//!
+//! The file and the environment are trusted (they come from the operator), but
+//! still validated so that a mistake fails at start-up with a clear message
+//! instead of at the first client.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ipnet::IpNet;
+use serde::Deserialize;
+
+use crate::guard::GuardConfig;
+
+/// Client startup parameters forwarded upstream as given (after validation).
+/// Everything else a client sends at startup is refused, except the few that
+/// the proxy pins itself and accepts only with the pinned value.
+pub const DEFAULT_PASSTHROUGH_PARAMETERS: &[&str] = &[
+    "application_name",
+    "datestyle",
+    "timezone",
+    "extra_float_digits",
+    "intervalstyle",
+    "search_path",
+    "statement_timeout",
+    "lock_timeout",
+    "idle_in_transaction_session_timeout",
+    "default_transaction_isolation",
+    "default_transaction_read_only",
+    "bytea_output",
+];
+
+/// Where the upstream server listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UpstreamAddr {
+    /// TCP host and port.
+    Tcp {
+        /// Host name or IP address.
+        host: String,
+        /// Port.
+        port: u16,
+    },
+    /// A Unix-domain socket file (`DIR/.s.PGSQL.PORT`).
+    Unix(PathBuf),
+}
+
+/// libpq's `sslmode` for the upstream connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SslMode {
+    /// Never TLS.
+    Disable,
+    /// TLS if the server offers it, without certificate checks.
+    Prefer,
+    /// TLS required; the certificate is checked only if `sslrootcert` is given
+    /// (then as `verify-ca`), like libpq.
+    Require,
+    /// TLS required; the chain must lead to `sslrootcert` (or the system roots).
+    VerifyCa,
+    /// As `verify-ca`, and the certificate must name the host.
+    VerifyFull,
+}
+
+impl SslMode {
+    fn parse(s: &str) -> Result<SslMode, String> {
+        Ok(match s {
+            "disable" => SslMode::Disable,
+            "allow" | "prefer" => SslMode::Prefer,
+            "require" => SslMode::Require,
+            "verify-ca" => SslMode::VerifyCa,
+            "verify-full" => SslMode::VerifyFull,
+            other => {
+                return Err(format!(
+                    "unknown sslmode {other:?} (use disable, prefer, require, verify-ca or verify-full)"
+                ))
+            }
+        })
+    }
+}
+
+/// The upstream server and the fixed low-privilege role the proxy logs in as.
+#[derive(Clone)]
+pub struct UpstreamConfig {
+    /// Address.
+    pub addr: UpstreamAddr,
+    /// Role name for every upstream session.
+    pub user: String,
+    /// Its password, if the server asks for one.
+    pub password: Option<String>,
+    /// Database name upstream.
+    pub database: String,
+    /// TLS policy.
+    pub sslmode: SslMode,
+    /// CA bundle for verify-ca / verify-full.
+    pub sslrootcert: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for UpstreamConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UpstreamConfig")
+            .field("addr", &self.addr)
+            .field("user", &self.user)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("database", &self.database)
+            .field("sslmode", &self.sslmode)
+            .field("sslrootcert", &self.sslrootcert)
+            .finish()
+    }
+}
+
+impl UpstreamConfig {
+    /// Parses a libpq-style URL: `postgresql://ROLE[:PASSWORD]@HOST[:PORT]/DB?sslmode=..&sslrootcert=..`.
+    /// `host=/dir` in the query (or a percent-encoded path as host) selects a
+    /// Unix socket directory.
+    pub fn from_url(raw: &str) -> Result<UpstreamConfig, String> {
+        let url = url::Url::parse(raw).map_err(|e| format!("upstream URL is not a valid URL: {e}"))?;
+        if url.scheme() != "postgresql" && url.scheme() != "postgres" {
+            return Err("upstream URL must start with postgresql://".into());
+        }
+        let decode = |s: &str| -> Result<String, String> {
+            percent_decode(s).ok_or_else(|| "upstream URL has bad percent-encoding".to_string())
+        };
+        let user = decode(url.username())?;
+        if user.is_empty() {
+            return Err("upstream URL must name the role: postgresql://ROLE@HOST/DB".into());
+        }
+        let password = url.password().map(decode).transpose()?;
+        let database = decode(url.path().trim_start_matches('/'))?;
+        if database.is_empty() || database.contains('/') {
+            return Err("upstream URL must name one database: postgresql://ROLE@HOST/DB".into());
+        }
+        let mut host = url.host_str().map(decode).transpose()?.unwrap_or_default();
+        let port = url.port().unwrap_or(5432);
+        let mut sslmode = SslMode::Prefer;
+        let mut sslrootcert = None;
+        for (k, v) in url.query_pairs() {
+            match &*k {
+                "sslmode" => sslmode = SslMode::parse(&v)?,
+                "sslrootcert" => sslrootcert = Some(PathBuf::from(&*v)),
+                "host" => host = v.into_owned(),
+                "application_name" | "connect_timeout" => {}
+                other => return Err(format!("upstream URL parameter {other:?} is not supported")),
+            }
+        }
+        let addr = if host.starts_with('/') {
+            UpstreamAddr::Unix(Path::new(&host).join(format!(".s.PGSQL.{port}")))
+        } else if host.is_empty() {
+            return Err("upstream URL must name a host".into());
+        } else {
+            UpstreamAddr::Tcp {
+                host: host.trim_start_matches('[').trim_end_matches(']').to_owned(),
+                port,
+            }
+        };
+        if matches!(addr, UpstreamAddr::Unix(_)) && sslmode != SslMode::Disable && sslmode != SslMode::Prefer {
+            return Err("sslmode require/verify-* cannot be used with a Unix socket".into());
+        }
+        Ok(UpstreamConfig {
+            addr,
+            user,
+            password,
+            database,
+            sslmode,
+            sslrootcert,
+        })
+    }
+}
+
+fn percent_decode(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// Where token verification keys come from (exactly one).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeySource {
+    /// Shared secret for HS256/HS384/HS512 (file contents, trailing newline trimmed).
+    SecretFile(PathBuf),
+    /// PEM public key: RSA (RS*/PS*), EC (ES256/ES384) or Ed25519 (EdDSA).
+    PublicKeyFile(PathBuf),
+    /// A JWKS document; tokens pick a key by `kid`.
+    JwksFile(PathBuf),
+}
+
+/// Token verification settings.
+#[derive(Debug, Clone)]
+pub struct JwtConfig {
+    /// Key material.
+    pub key: KeySource,
+    /// Accepted `iss` values (checked, and required, when non-empty).
+    pub issuers: Vec<String>,
+    /// Accepted `aud` values (checked, and required, when non-empty).
+    pub audiences: Vec<String>,
+    /// Clock skew allowed on `exp`/`nbf`, in seconds.
+    pub leeway_secs: u64,
+    /// Narrow the algorithms further than the key family allows (empty: all of the family).
+    pub algorithms: Vec<String>,
+    /// Claim path holding the organization UUID (dotted for nested objects).
+    pub organization_claim: String,
+    /// Claim path holding the user UUID.
+    pub user_claim: String,
+    /// Refuse tokens without a user claim.
+    pub require_user: bool,
+    /// Longest lifetime (`exp` minus `iat`, or minus now) accepted, in seconds; 0 = no cap.
+    pub max_ttl_secs: u64,
+}
+
+/// Certificate and key for client-facing TLS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// PEM certificate chain.
+    pub cert: PathBuf,
+    /// PEM private key.
+    pub key: PathBuf,
+}
+
+/// Resource limits on client sessions.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Most concurrent client connections; more get FATAL 53300.
+    pub max_client_connections: usize,
+    /// Largest client message accepted after authentication, in bytes.
+    pub max_message_bytes: usize,
+    /// Time a client has from connect to finishing authentication.
+    pub auth_timeout: Duration,
+    /// Time allowed to connect and log in upstream.
+    pub connect_timeout: Duration,
+    /// On SIGTERM/SIGINT, how long sessions may run before they are closed.
+    pub drain_timeout: Duration,
+}
+
+/// The validated configuration of `serve`.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Listen address for clients.
+    pub listen: SocketAddr,
+    /// Upstream server and role.
+    pub upstream: UpstreamConfig,
+    /// Token verification.
+    pub jwt: JwtConfig,
+    /// Client-facing TLS; `None` answers SSLRequest with `N`.
+    pub tls: Option<TlsFiles>,
+    /// Peers allowed to send a token without TLS.
+    pub allow_plaintext_from: Vec<IpNet>,
+    /// Database names clients may ask for (the upstream database by default).
+    pub databases: Vec<String>,
+    /// Startup parameters forwarded upstream (lower-case names).
+    pub passthrough_parameters: Vec<String>,
+    /// Limits.
+    pub limits: Limits,
+    /// Statement policy.
+    pub guard: GuardConfig,
+    /// Tokio worker threads (0: one per core).
+    pub worker_threads: usize,
+}
+
+/// The TOML file layout. Every key is optional; see `config/pg-tenant-proxy.toml`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FileConfig {
+    /// `listen = "127.0.0.1:6432"`.
+    pub listen: Option<String>,
+    /// `worker_threads = 2`.
+    pub worker_threads: Option<usize>,
+    /// `[upstream]`.
+    pub upstream: FileUpstream,
+    /// `[jwt]`.
+    pub jwt: FileJwt,
+    /// `[tls]`.
+    pub tls: FileTls,
+    /// `[limits]`.
+    pub limits: FileLimits,
+    /// `[clients]`.
+    pub clients: FileClients,
+    /// `[guard]`.
+    pub guard: Option<GuardConfig>,
+}
+
+/// `[upstream]` in the file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FileUpstream {
+    /// URL, as `--upstream`.
+    pub url: Option<String>,
+    /// File holding the upstream password.
+    pub password_file: Option<PathBuf>,
+}
+
+/// `[jwt]` in the file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FileJwt {
+    /// HMAC secret file.
+    pub secret_file: Option<PathBuf>,
+    /// PEM public key file.
+    pub public_key_file: Option<PathBuf>,
+    /// JWKS file.
+    pub jwks_file: Option<PathBuf>,
+    /// Accepted issuers.
+    pub issuers: Option<Vec<String>>,
+    /// Accepted audiences.
+    pub audiences: Option<Vec<String>>,
+    /// Leeway in seconds.
+    pub leeway_secs: Option<u64>,
+    /// Algorithm allow-list.
+    pub algorithms: Option<Vec<String>>,
+    /// Organization claim path.
+    pub organization_claim: Option<String>,
+    /// User claim path.
+    pub user_claim: Option<String>,
+    /// Require the user claim.
+    pub require_user: Option<bool>,
+    /// Longest token lifetime accepted.
+    pub max_ttl_secs: Option<u64>,
+}
+
+/// `[tls]` in the file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FileTls {
+    /// PEM certificate chain.
+    pub cert_file: Option<PathBuf>,
+    /// PEM private key.
+    pub key_file: Option<PathBuf>,
+}
+
+/// `[limits]` in the file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FileLimits {
+    /// Max client connections.
+    pub max_client_connections: Option<usize>,
+    /// Max client message size in bytes.
+    pub max_message_bytes: Option<usize>,
+    /// Authentication timeout in seconds.
+    pub auth_timeout_secs: Option<u64>,
+    /// Upstream connect timeout in seconds.
+    pub connect_timeout_secs: Option<u64>,
+    /// Drain timeout in seconds.
+    pub drain_timeout_secs: Option<u64>,
+}
+
+/// `[clients]` in the file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FileClients {
+    /// Networks allowed to authenticate without TLS.
+    pub allow_plaintext_from: Option<Vec<IpNet>>,
+    /// Database names accepted from clients.
+    pub databases: Option<Vec<String>>,
+    /// Startup parameters forwarded upstream.
+    pub passthrough_parameters: Option<Vec<String>>,
+}
+
+/// Flags of `serve` and `check-config`; each has an environment variable.
+#[derive(Debug, Default, Clone, clap::Args)]
+pub struct ServeArgs {
+    /// TOML configuration file; flags and environment override its values.
+    #[arg(long, env = "PGTP_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on for clients [default: 127.0.0.1:6432].
+    #[arg(long, env = "PGTP_LISTEN", value_name = "ADDR")]
+    pub listen: Option<String>,
+    /// Upstream server: postgresql://ROLE[:PASSWORD]@HOST[:PORT]/DB[?sslmode=..&sslrootcert=..].
+    /// Prefer --upstream-password-file or PGTP_UPSTREAM_PASSWORD to a password in the URL.
+    #[arg(long, env = "PGTP_UPSTREAM", value_name = "URL")]
+    pub upstream: Option<String>,
+    /// File holding the upstream role's password.
+    #[arg(long, env = "PGTP_UPSTREAM_PASSWORD_FILE", value_name = "FILE")]
+    pub upstream_password_file: Option<PathBuf>,
+    /// The upstream role's password (environment only; never a flag).
+    #[arg(skip)]
+    pub upstream_password_env: Option<String>,
+    /// HMAC secret file: tokens must be HS256, HS384 or HS512.
+    #[arg(long, env = "PGTP_JWT_SECRET_FILE", value_name = "FILE")]
+    pub jwt_secret_file: Option<PathBuf>,
+    /// PEM public key: RSA (RS*/PS*), EC P-256/P-384 (ES256/ES384) or Ed25519 (EdDSA).
+    #[arg(long, env = "PGTP_JWT_PUBLIC_KEY_FILE", value_name = "PEM")]
+    pub jwt_public_key_file: Option<PathBuf>,
+    /// JWKS document; each token's `kid` picks its key, unknown kids are refused.
+    #[arg(long, env = "PGTP_JWKS_FILE", value_name = "JWKS")]
+    pub jwks_file: Option<PathBuf>,
+    /// Accepted `iss` (repeatable or comma-separated); required in tokens when set.
+    #[arg(long, env = "PGTP_JWT_ISSUER", value_delimiter = ',', value_name = "ISS")]
+    pub jwt_issuer: Vec<String>,
+    /// Accepted `aud` (repeatable or comma-separated); required in tokens when set.
+    #[arg(long, env = "PGTP_JWT_AUDIENCE", value_delimiter = ',', value_name = "AUD")]
+    pub jwt_audience: Vec<String>,
+    /// Clock skew allowed on `exp` and `nbf`, in seconds [default: 30].
+    #[arg(long, env = "PGTP_JWT_LEEWAY", value_name = "SECONDS")]
+    pub jwt_leeway: Option<u64>,
+    /// Claim holding the organization UUID; dots reach into objects [default: organization_id].
+    #[arg(long, env = "PGTP_ORG_CLAIM", value_name = "PATH")]
+    pub org_claim: Option<String>,
+    /// Claim holding the user UUID [default: sub].
+    #[arg(long, env = "PGTP_USER_CLAIM", value_name = "PATH")]
+    pub user_claim: Option<String>,
+    /// PEM certificate chain for client TLS (with --tls-key).
+    #[arg(long, env = "PGTP_TLS_CERT", value_name = "PEM")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for client TLS.
+    #[arg(long, env = "PGTP_TLS_KEY", value_name = "PEM")]
+    pub tls_key: Option<PathBuf>,
+    /// Networks allowed to send a token without TLS [default: 127.0.0.0/8,::1/128].
+    #[arg(long, env = "PGTP_ALLOW_PLAINTEXT_FROM", value_delimiter = ',', value_name = "CIDR")]
+    pub allow_plaintext_from: Vec<IpNet>,
+    /// Most concurrent client connections [default: 10000].
+    #[arg(long, env = "PGTP_MAX_CONNECTIONS", value_name = "N")]
+    pub max_connections: Option<usize>,
+    /// Tokio worker threads [default: number of cores].
+    #[arg(long, env = "PGTP_WORKER_THREADS", value_name = "N")]
+    pub worker_threads: Option<usize>,
+}
+
+impl ServeArgs {
+    /// Merges flags, environment, file and defaults into a validated [`Config`].
+    pub fn load(&self) -> Result<Config, String> {
+        let file = match &self.config {
+            Some(p) => {
+                let text =
+                    std::fs::read_to_string(p).map_err(|e| format!("cannot read config file {}: {e}", p.display()))?;
+                toml::from_str::<FileConfig>(&text).map_err(|e| format!("config file {}: {e}", p.display()))?
+            }
+            None => FileConfig::default(),
+        };
+        self.merge(file)
+    }
+
+    fn merge(&self, file: FileConfig) -> Result<Config, String> {
+        let listen_raw = self
+            .listen
+            .clone()
+            .or(file.listen)
+            .unwrap_or_else(|| "127.0.0.1:6432".into());
+        let listen: SocketAddr = listen_raw
+            .parse()
+            .map_err(|_| format!("listen address {listen_raw:?} is not HOST:PORT with an IP address"))?;
+
+        let url = self.upstream.clone().or(file.upstream.url).ok_or(
+            "no upstream: give --upstream postgresql://ROLE@HOST:PORT/DB (or PGTP_UPSTREAM, or [upstream] url)",
+        )?;
+        let mut upstream = UpstreamConfig::from_url(&url)?;
+        let pw_file = self.upstream_password_file.clone().or(file.upstream.password_file);
+        if let Some(p) = pw_file {
+            upstream.password = Some(read_secret(&p, "upstream password file")?);
+        } else if let Some(pw) = self.upstream_password_env.clone().filter(|p| !p.is_empty()) {
+            upstream.password = Some(pw);
+        }
+
+        let fj = file.jwt;
+        let sources = [
+            self.jwt_secret_file
+                .clone()
+                .or(fj.secret_file)
+                .map(KeySource::SecretFile),
+            self.jwt_public_key_file
+                .clone()
+                .or(fj.public_key_file)
+                .map(KeySource::PublicKeyFile),
+            self.jwks_file.clone().or(fj.jwks_file).map(KeySource::JwksFile),
+        ];
+        let mut sources = sources.into_iter().flatten();
+        let key = sources
+            .next()
+            .ok_or("no token key: give one of --jwt-secret-file, --jwt-public-key-file or --jwks-file")?;
+        if sources.next().is_some() {
+            return Err("give only one of --jwt-secret-file, --jwt-public-key-file and --jwks-file".into());
+        }
+        let jwt = JwtConfig {
+            key,
+            issuers: non_empty_or(self.jwt_issuer.clone(), fj.issuers),
+            audiences: non_empty_or(self.jwt_audience.clone(), fj.audiences),
+            leeway_secs: self.jwt_leeway.or(fj.leeway_secs).unwrap_or(30),
+            algorithms: fj.algorithms.unwrap_or_default(),
+            organization_claim: self
+                .org_claim
+                .clone()
+                .or(fj.organization_claim)
+                .unwrap_or_else(|| "organization_id".into()),
+            user_claim: self
+                .user_claim
+                .clone()
+                .or(fj.user_claim)
+                .unwrap_or_else(|| "sub".into()),
+            require_user: fj.require_user.unwrap_or(false),
+            max_ttl_secs: fj.max_ttl_secs.unwrap_or(0),
+        };
+        if jwt.leeway_secs > 300 {
+            return Err("jwt leeway above 300 seconds is not allowed".into());
+        }
+        for path in [&jwt.organization_claim, &jwt.user_claim] {
+            if path.is_empty() || path.split('.').any(str::is_empty) || path.len() > 200 {
+                return Err(format!(
+                    "claim path {path:?} is not a dotted name like app_metadata.organization_id"
+                ));
+            }
+        }
+
+        let tls = match (
+            self.tls_cert.clone().or(file.tls.cert_file),
+            self.tls_key.clone().or(file.tls.key_file),
+        ) {
+            (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+            (None, None) => None,
+            _ => return Err("client TLS needs both a certificate and a key (--tls-cert and --tls-key)".into()),
+        };
+
+        let allow_plaintext_from = if !self.allow_plaintext_from.is_empty() {
+            self.allow_plaintext_from.clone()
+        } else {
+            file.clients.allow_plaintext_from.unwrap_or_else(|| {
+                vec![
+                    IpNet::V4(ipnet::Ipv4Net::new_assert(std::net::Ipv4Addr::new(127, 0, 0, 0), 8)),
+                    IpNet::V6(ipnet::Ipv6Net::new_assert(std::net::Ipv6Addr::LOCALHOST, 128)),
+                ]
+            })
+        };
+        let databases = file
+            .clients
+            .databases
+            .unwrap_or_else(|| vec![upstream.database.clone()]);
+        if databases.is_empty() {
+            return Err("[clients] databases must name at least one database".into());
+        }
+        let passthrough_parameters: Vec<String> = file
+            .clients
+            .passthrough_parameters
+            .unwrap_or_else(|| DEFAULT_PASSTHROUGH_PARAMETERS.iter().map(|s| (*s).to_owned()).collect())
+            .into_iter()
+            .map(|s| s.to_ascii_lowercase())
+            .collect();
+        for p in &passthrough_parameters {
+            if crate::handshake::is_pinned_parameter(p) {
+                return Err(format!(
+                    "startup parameter {p:?} is pinned by the proxy and cannot be passed through"
+                ));
+            }
+        }
+
+        let fl = file.limits;
+        let limits = Limits {
+            max_client_connections: self.max_connections.or(fl.max_client_connections).unwrap_or(10_000),
+            max_message_bytes: fl.max_message_bytes.unwrap_or(64 << 20),
+            auth_timeout: Duration::from_secs(fl.auth_timeout_secs.unwrap_or(10)),
+            connect_timeout: Duration::from_secs(fl.connect_timeout_secs.unwrap_or(5)),
+            drain_timeout: Duration::from_secs(fl.drain_timeout_secs.unwrap_or(30)),
+        };
+        if limits.max_client_connections == 0 {
+            return Err("max_client_connections must be at least 1".into());
+        }
+        if !(1024..=(1 << 30)).contains(&limits.max_message_bytes) {
+            return Err("max_message_bytes must be between 1024 and 1073741824".into());
+        }
+        if limits.auth_timeout.is_zero() || limits.connect_timeout.is_zero() {
+            return Err("auth_timeout_secs and connect_timeout_secs must be at least 1".into());
+        }
+        let guard = file.guard.unwrap_or_default();
+        crate::guard::Guard::new(&guard).map_err(|e| format!("[guard]: {e}"))?;
+        Ok(Config {
+            listen,
+            upstream,
+            jwt,
+            tls,
+            allow_plaintext_from,
+            databases,
+            passthrough_parameters,
+            limits,
+            guard,
+            worker_threads: self.worker_threads.or(file.worker_threads).unwrap_or(0),
+        })
+    }
+}
+
+fn non_empty_or(flag: Vec<String>, file: Option<Vec<String>>) -> Vec<String> {
+    if flag.is_empty() {
+        file.unwrap_or_default()
+    } else {
+        flag
+    }
+}
+
+/// Reads a secret from a file, trimming one trailing newline. Refuses empty
+/// files and files over 64 KiB.
+pub fn read_secret(path: &Path, what: &str) -> Result<String, String> {
+    let meta = std::fs::metadata(path).map_err(|e| format!("cannot read {what} {}: {e}", path.display()))?;
+    if meta.len() > 65_536 {
+        return Err(format!("{what} {} is larger than 64 KiB", path.display()));
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {what} {}: {e}", path.display()))?;
+    let text = text.strip_suffix('\n').unwrap_or(&text);
+    let text = text.strip_suffix('\r').unwrap_or(text);
+    if text.is_empty() {
+        return Err(format!("{what} {} is empty", path.display()));
+    }
+    Ok(text.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_tcp_url_with_sslmode() {
+        let u = UpstreamConfig::from_url(
+            "postgresql://proxy_login:p%40ss@db.internal:6543/app?sslmode=verify-full&sslrootcert=/ca.pem",
+        )
+        .unwrap();
+        assert_eq!(
+            u.addr,
+            UpstreamAddr::Tcp {
+                host: "db.internal".into(),
+                port: 6543
+            }
+        );
+        assert_eq!(u.user, "proxy_login");
+        assert_eq!(u.password.as_deref(), Some("p@ss"));
+        assert_eq!(u.database, "app");
+        assert_eq!(u.sslmode, SslMode::VerifyFull);
+        assert_eq!(u.sslrootcert, Some(PathBuf::from("/ca.pem")));
+    }
+
+    #[test]
+    fn parses_unix_socket_url() {
+        let u = UpstreamConfig::from_url("postgresql://r@localhost:5433/app?host=/var/run/postgresql&sslmode=disable")
+            .unwrap();
+        assert_eq!(
+            u.addr,
+            UpstreamAddr::Unix(PathBuf::from("/var/run/postgresql/.s.PGSQL.5433"))
+        );
+        let u = UpstreamConfig::from_url("postgresql://r@%2Ftmp%2Fpg/app").unwrap();
+        assert_eq!(u.addr, UpstreamAddr::Unix(PathBuf::from("/tmp/pg/.s.PGSQL.5432")));
+    }
+
+    #[test]
+    fn rejects_bad_urls() {
+        for bad in [
+            "mysql://r@h/app",
+            "postgresql://h/app",
+            "postgresql://r@h/",
+            "postgresql://r@h/app?sslmode=sometimes",
+            "postgresql://r@h/app?options=-c%20role%3Dpostgres",
+        ] {
+            assert!(UpstreamConfig::from_url(bad).is_err(), "{bad} was accepted");
+        }
+    }
+
+    #[test]
+    fn password_never_appears_in_debug_output() {
+        let u = UpstreamConfig::from_url("postgresql://r:hunter2@h/app").unwrap();
+        assert!(!format!("{u:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn flags_win_over_file() {
+        let args = ServeArgs {
+            listen: Some("127.0.0.1:7000".into()),
+            upstream: Some("postgresql://r@h/app".into()),
+            jwt_secret_file: Some("/s".into()),
+            ..Default::default()
+        };
+        let file: FileConfig = toml::from_str(
+            "listen = \"127.0.0.1:6000\"\n[upstream]\nurl = \"postgresql://x@y/z\"\n[jwt]\nleeway_secs = 5\n",
+        )
+        .unwrap();
+        let cfg = args.merge(file).unwrap();
+        assert_eq!(cfg.listen.port(), 7000);
+        assert_eq!(cfg.upstream.database, "app");
+        assert_eq!(cfg.jwt.leeway_secs, 5);
+        assert_eq!(cfg.databases, vec!["app".to_string()]);
+        assert!(cfg
+            .allow_plaintext_from
+            .iter()
+            .any(|n| n.contains(&"127.0.0.1".parse::<std::net::IpAddr>().unwrap())));
+    }
+
+    #[test]
+    fn two_key_sources_are_refused() {
+        let args = ServeArgs {
+            upstream: Some("postgresql://r@h/app".into()),
+            jwt_secret_file: Some("/s".into()),
+            jwks_file: Some("/j".into()),
+            ..Default::default()
+        };
+        assert!(args.merge(FileConfig::default()).unwrap_err().contains("only one"));
+    }
+
+    #[test]
+    fn unknown_file_keys_are_refused() {
+        assert!(toml::from_str::<FileConfig>("lisen = \"x\"").is_err());
+    }
+}

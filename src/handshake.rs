@@ -1,0 +1,504 @@
+//! One client's way in: SSLRequest/GSSENCRequest negotiation (each at most
+//! once), TLS (also PostgreSQL 17 direct TLS with ALPN `postgresql`), the
+//! startup message, protocol-version negotiation, startup parameter policy,
+//! and the cleartext password message that carries the token.
+//!
+//! Everything read here is untrusted. Packets are capped before they are
+//! read, and no byte the client sends before TLS is up is ever interpreted
+//! after it (the startup reader consumes exactly one packet at a time).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use ipnet::IpNet;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::error::{ClientError, SqlState};
+use crate::protocol::backend;
+use crate::protocol::frame::{self, peek_header};
+use crate::protocol::startup::{read_packet, StartupPacket};
+use crate::stream::Stream;
+
+/// Largest password message accepted (tokens can be large), in bytes.
+pub const MAX_PASSWORD_MESSAGE: usize = 65_536;
+/// Longest startup parameter value accepted, in bytes.
+pub const MAX_PARAMETER_VALUE: usize = 1024;
+/// TLS record type of a ClientHello: the first byte of a direct-TLS connection.
+const TLS_HANDSHAKE_RECORD: u8 = 0x16;
+
+/// Startup parameters the proxy sets itself upstream. A client may send
+/// `client_encoding` and `standard_conforming_strings` only with the pinned
+/// value; `user` and `database` are read and checked; the rest are refused.
+pub fn is_pinned_parameter(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    matches!(
+        n.as_str(),
+        "user"
+            | "database"
+            | "client_encoding"
+            | "standard_conforming_strings"
+            | "options"
+            | "replication"
+            | "role"
+            | "session_authorization"
+    ) || n.contains('.')
+}
+
+/// What the handshake needs from the configuration.
+#[derive(Debug, Clone)]
+pub struct HandshakePolicy {
+    /// Client-facing TLS, if configured.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// Peers that may send a token without TLS.
+    pub allow_plaintext_from: Vec<IpNet>,
+    /// Database names accepted.
+    pub databases: Vec<String>,
+    /// Startup parameters forwarded upstream (lower-case).
+    pub passthrough: Vec<String>,
+}
+
+/// A client that has sent its startup message and its token.
+#[derive(Debug)]
+pub struct Greeted {
+    /// The stream (TLS or not).
+    pub stream: Stream,
+    /// The user name the client gave (informational only; the token decides).
+    pub user: String,
+    /// The database name the client gave.
+    pub database: String,
+    /// Parameters to forward upstream.
+    pub params: Vec<(String, String)>,
+    /// The token (the password). Never log it.
+    pub token: String,
+}
+
+/// How the handshake ended.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Go on to authentication.
+    Greeted(Box<Greeted>),
+    /// The connection was a CancelRequest.
+    Cancel {
+        /// Key pid.
+        pid: i32,
+        /// Key secret.
+        secret: Vec<u8>,
+    },
+}
+
+/// Why the handshake stopped. When the client could be told, it was.
+#[derive(Debug, thiserror::Error)]
+pub enum HandshakeError {
+    /// The client was sent this FATAL error.
+    #[error("refused: {0}")]
+    Refused(ClientError),
+    /// The connection failed or the client sent something unusable.
+    #[error("{0}")]
+    Broken(String),
+}
+
+/// Startup parameters as (name, value) pairs.
+pub type Params = Vec<(String, String)>;
+
+/// Runs the handshake on a fresh TCP connection.
+pub async fn run(
+    tcp: tokio::net::TcpStream,
+    peer: SocketAddr,
+    policy: &HandshakePolicy,
+) -> Result<Outcome, HandshakeError> {
+    let mut ssl_done = false;
+    let mut gss_done = false;
+    let mut stream = Stream::Tcp(tcp);
+
+    // PostgreSQL 17 direct TLS: the connection opens with a ClientHello.
+    if let (Stream::Tcp(tcp), Some(tls)) = (&stream, &policy.tls) {
+        let mut first = [0u8; 1];
+        let n = tcp
+            .peek(&mut first)
+            .await
+            .map_err(|e| HandshakeError::Broken(e.to_string()))?;
+        if n == 1 && first[0] == TLS_HANDSHAKE_RECORD {
+            stream = start_tls(stream, tls, true).await?;
+            ssl_done = true;
+        }
+    }
+
+    let (minor, raw_params) = loop {
+        let packet = match read_packet(&mut stream).await {
+            Ok(p) => p,
+            Err(e) => {
+                let msg = format!("invalid startup packet: {e}");
+                return Err(refuse(&mut stream, ClientError::fatal(SqlState::ProtocolViolation, msg)).await);
+            }
+        };
+        match packet {
+            StartupPacket::SslRequest if !ssl_done && !gss_done => {
+                ssl_done = true;
+                match &policy.tls {
+                    Some(tls) => {
+                        write(&mut stream, b"S").await?;
+                        stream = start_tls(stream, tls, false).await?;
+                    }
+                    None => write(&mut stream, b"N").await?,
+                }
+            }
+            StartupPacket::GssEncRequest if !gss_done && !stream.is_tls() => {
+                gss_done = true;
+                write(&mut stream, b"N").await?;
+            }
+            StartupPacket::SslRequest | StartupPacket::GssEncRequest => {
+                let e = ClientError::fatal(SqlState::ProtocolViolation, "encryption was already negotiated");
+                return Err(refuse(&mut stream, e).await);
+            }
+            StartupPacket::Cancel { pid, secret } => return Ok(Outcome::Cancel { pid, secret }),
+            StartupPacket::Startup { minor, params, .. } => break (minor, params),
+        }
+    };
+
+    let unsupported: Vec<String> = raw_params
+        .iter()
+        .filter(|(k, _)| k.starts_with("_pq_."))
+        .map(|(k, _)| k.clone())
+        .collect();
+    if minor > 0 || !unsupported.is_empty() {
+        let mut out = BytesMut::new();
+        backend::negotiate_protocol_version(&mut out, unsupported);
+        write(&mut stream, &out).await?;
+    }
+
+    let (user, database, params) = match check_params(raw_params, policy) {
+        Ok(v) => v,
+        Err(e) => return Err(refuse(&mut stream, e).await),
+    };
+
+    if !stream.is_tls() && !policy.allow_plaintext_from.iter().any(|n| n.contains(&peer.ip())) {
+        let e = ClientError::fatal(
+            SqlState::InvalidAuthorization,
+            "this proxy accepts tokens only over TLS",
+        )
+        .with_hint("connect with sslmode=require (or verify-full)");
+        return Err(refuse(&mut stream, e).await);
+    }
+
+    let mut out = BytesMut::new();
+    backend::auth_cleartext(&mut out);
+    write(&mut stream, &out).await?;
+    let token = match read_password(&mut stream).await {
+        Ok(t) => t,
+        Err(e) => return Err(refuse(&mut stream, e).await),
+    };
+    Ok(Outcome::Greeted(Box::new(Greeted {
+        stream,
+        user,
+        database,
+        params,
+        token,
+    })))
+}
+
+async fn start_tls(stream: Stream, tls: &Arc<rustls::ServerConfig>, direct: bool) -> Result<Stream, HandshakeError> {
+    let Stream::Tcp(tcp) = stream else {
+        return Err(HandshakeError::Broken("TLS requested twice".into()));
+    };
+    let s = tokio_rustls::TlsAcceptor::from(tls.clone())
+        .accept(tcp)
+        .await
+        .map_err(|e| HandshakeError::Broken(format!("TLS handshake failed: {e}")))?;
+    if direct && s.get_ref().1.alpn_protocol() != Some(crate::tls::ALPN_POSTGRESQL) {
+        return Err(HandshakeError::Broken("direct TLS without ALPN \"postgresql\"".into()));
+    }
+    Ok(Stream::ServerTls(Box::new(s)))
+}
+
+async fn write(stream: &mut Stream, bytes: &[u8]) -> Result<(), HandshakeError> {
+    stream
+        .write_all(bytes)
+        .await
+        .map_err(|e| HandshakeError::Broken(e.to_string()))?;
+    stream.flush().await.map_err(|e| HandshakeError::Broken(e.to_string()))
+}
+
+/// Sends a FATAL error and returns the matching [`HandshakeError`].
+pub async fn refuse(stream: &mut Stream, err: ClientError) -> HandshakeError {
+    let mut out = BytesMut::new();
+    backend::error_response(&mut out, &err);
+    let _ = write(stream, &out).await;
+    let _ = stream.shutdown().await;
+    HandshakeError::Refused(err)
+}
+
+fn not_allowed(name: &str, why: &str) -> ClientError {
+    ClientError::fatal(
+        SqlState::InvalidAuthorization,
+        format!("startup parameter \"{name}\" is not allowed through pg-tenant-proxy"),
+    )
+    .with_detail(why.to_owned())
+}
+
+/// Applies the startup parameter policy. Returns (user, database, forwarded).
+fn check_params(raw: Vec<(String, String)>, policy: &HandshakePolicy) -> Result<(String, String, Params), ClientError> {
+    let mut user = None;
+    let mut database = None;
+    let mut fwd: Vec<(String, String)> = Vec::new();
+    let forward = |name: String, value: String, fwd: &mut Vec<(String, String)>| -> Result<(), ClientError> {
+        let lname = name.to_ascii_lowercase();
+        if value.len() > MAX_PARAMETER_VALUE {
+            return Err(not_allowed(&name, "the value is too long"));
+        }
+        if !policy.passthrough.contains(&lname) {
+            return Err(not_allowed(
+                &name,
+                "only these may be set at startup: application_name, DateStyle, TimeZone, search_path and the other names in [clients] passthrough_parameters",
+            ));
+        }
+        fwd.retain(|(k, _)| k != &lname);
+        fwd.push((lname, value));
+        Ok(())
+    };
+    for (name, value) in raw {
+        if name.starts_with("_pq_.") {
+            continue;
+        }
+        match name.to_ascii_lowercase().as_str() {
+            "user" => user = Some(value),
+            "database" => database = Some(value),
+            "client_encoding" => {
+                let norm: String = value
+                    .chars()
+                    .filter(|c| *c != '-' && *c != '_')
+                    .collect::<String>()
+                    .to_ascii_lowercase();
+                if !matches!(norm.as_str(), "utf8" | "unicode" | "sqlascii") {
+                    return Err(ClientError::fatal(
+                        SqlState::InvalidAuthorization,
+                        format!("client_encoding \"{value}\" is not supported through pg-tenant-proxy"),
+                    )
+                    .with_hint("use client_encoding UTF8 (for psql: PGCLIENTENCODING=UTF8)"));
+                }
+            }
+            "standard_conforming_strings" => {
+                if !value.eq_ignore_ascii_case("on") {
+                    return Err(not_allowed(&name, "standard_conforming_strings is pinned to on"));
+                }
+            }
+            "options" => {
+                for (k, v) in
+                    parse_options(&value).ok_or_else(|| not_allowed(&name, "it is not a list of -c name=value"))?
+                {
+                    forward(k, v, &mut fwd)?;
+                }
+            }
+            "replication" => return Err(not_allowed(&name, "replication connections are not supported")),
+            lname if is_pinned_parameter(lname) => {
+                return Err(not_allowed(&name, "this setting is pinned by the proxy from the token"));
+            }
+            _ => forward(name, value, &mut fwd)?,
+        }
+    }
+    let user = user.filter(|u| !u.is_empty()).ok_or_else(|| {
+        ClientError::fatal(
+            SqlState::InvalidAuthorization,
+            "no user name specified in startup packet",
+        )
+    })?;
+    let database = database.filter(|d| !d.is_empty()).unwrap_or_else(|| user.clone());
+    if !policy.databases.contains(&database) {
+        return Err(ClientError::fatal(
+            SqlState::InvalidCatalogName,
+            format!("database \"{database}\" does not exist"),
+        )
+        .with_detail("this proxy serves: ".to_owned() + &policy.databases.join(", ")));
+    }
+    Ok((user, database, fwd))
+}
+
+/// Parses libpq `options` (`-c name=value`, `--name=value`, backslash escapes)
+/// into pairs. `None` if it holds anything else.
+pub fn parse_options(s: &str) -> Option<Vec<(String, String)>> {
+    let mut words = Vec::new();
+    let mut cur = String::new();
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => cur.push(chars.next()?),
+            c if c.is_ascii_whitespace() => {
+                if !cur.is_empty() {
+                    words.push(std::mem::take(&mut cur));
+                }
+            }
+            c => cur.push(c),
+        }
+    }
+    if !cur.is_empty() {
+        words.push(cur);
+    }
+    let mut out = Vec::new();
+    let mut it = words.into_iter();
+    while let Some(w) = it.next() {
+        let setting = if w == "-c" {
+            it.next()?
+        } else if let Some(rest) = w.strip_prefix("-c") {
+            rest.to_owned()
+        } else if let Some(rest) = w.strip_prefix("--") {
+            rest.to_owned()
+        } else {
+            return None;
+        };
+        let (k, v) = setting.split_once('=')?;
+        if k.is_empty() {
+            return None;
+        }
+        out.push((k.replace('-', "_"), v.to_owned()));
+    }
+    Some(out)
+}
+
+/// Reads the PasswordMessage ('p') that answers AuthenticationCleartextPassword.
+async fn read_password(stream: &mut Stream) -> Result<String, ClientError> {
+    let bad = |m: &str| ClientError::fatal(SqlState::ProtocolViolation, m.to_owned());
+    let mut head = [0u8; frame::HEADER_LEN];
+    stream
+        .read_exact(&mut head)
+        .await
+        .map_err(|_| bad("connection closed before the password was sent"))?;
+    let h = match peek_header(&head, 0, MAX_PASSWORD_MESSAGE) {
+        Ok(Some(h)) => h,
+        Ok(None) => return Err(bad("short password message")),
+        Err(_) => {
+            return Err(ClientError::fatal(
+                SqlState::InvalidPassword,
+                "password authentication failed: the password message is too large",
+            )
+            .with_detail(format!("the limit is {MAX_PASSWORD_MESSAGE} bytes")))
+        }
+    };
+    if h.tag != b'p' {
+        return Err(bad("expected a password message"));
+    }
+    let mut body = vec![0u8; h.total - frame::HEADER_LEN];
+    stream
+        .read_exact(&mut body)
+        .await
+        .map_err(|_| bad("connection closed during the password message"))?;
+    match frame::cstr(&body) {
+        Some((pw, [])) => String::from_utf8(pw.to_vec()).map_err(|_| {
+            ClientError::fatal(
+                SqlState::InvalidPassword,
+                "password authentication failed: the password is not a JWT",
+            )
+        }),
+        _ => Err(bad("malformed password message")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy() -> HandshakePolicy {
+        HandshakePolicy {
+            tls: None,
+            allow_plaintext_from: vec![],
+            databases: vec!["app".into()],
+            passthrough: crate::config::DEFAULT_PASSTHROUGH_PARAMETERS
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+        }
+    }
+
+    fn p(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn harmless_parameters_pass_and_pinned_ones_are_dropped() {
+        let (user, db, fwd) = check_params(
+            p(&[
+                ("user", "app"),
+                ("database", "app"),
+                ("client_encoding", "UTF8"),
+                ("application_name", "psql"),
+                ("DateStyle", "ISO"),
+            ]),
+            &policy(),
+        )
+        .unwrap();
+        assert_eq!((user.as_str(), db.as_str()), ("app", "app"));
+        assert_eq!(fwd, p(&[("application_name", "psql"), ("datestyle", "ISO")]));
+    }
+
+    #[test]
+    fn attacker_startup_parameters_are_refused() {
+        let cases: &[(&str, &str, SqlState)] = &[
+            (
+                "app.current_organization_id",
+                "00000000-0000-0000-0000-000000000001",
+                SqlState::InvalidAuthorization,
+            ),
+            ("App.Current_Organization_Id", "x", SqlState::InvalidAuthorization),
+            ("app.current_user_id", "x", SqlState::InvalidAuthorization),
+            ("role", "postgres", SqlState::InvalidAuthorization),
+            ("session_authorization", "postgres", SqlState::InvalidAuthorization),
+            (
+                "options",
+                "-c app.current_organization_id=x",
+                SqlState::InvalidAuthorization,
+            ),
+            ("options", "-c role=postgres", SqlState::InvalidAuthorization),
+            (
+                "options",
+                "--standard-conforming-strings=off",
+                SqlState::InvalidAuthorization,
+            ),
+            ("options", "-X", SqlState::InvalidAuthorization),
+            ("standard_conforming_strings", "off", SqlState::InvalidAuthorization),
+            ("client_encoding", "SJIS", SqlState::InvalidAuthorization),
+            ("replication", "database", SqlState::InvalidAuthorization),
+            ("backslash_quote", "on", SqlState::InvalidAuthorization),
+            ("database", "postgres", SqlState::InvalidCatalogName),
+        ];
+        for (k, v, code) in cases {
+            let mut params = p(&[("user", "app")]);
+            if *k != "database" {
+                params.push(("database".into(), "app".into()));
+            }
+            params.push((k.to_string(), v.to_string()));
+            let err = check_params(params, &policy()).expect_err(k);
+            assert_eq!(err.code, *code, "{k}={v}");
+        }
+    }
+
+    #[test]
+    fn options_with_allowed_settings_are_forwarded() {
+        let (_, _, fwd) = check_params(
+            p(&[
+                ("user", "u"),
+                ("database", "app"),
+                ("options", "-c statement_timeout=5s --search-path=a,b"),
+            ]),
+            &policy(),
+        )
+        .unwrap();
+        assert_eq!(fwd, p(&[("statement_timeout", "5s"), ("search_path", "a,b")]));
+    }
+
+    #[test]
+    fn parse_options_handles_escapes() {
+        assert_eq!(
+            parse_options(r"-c application_name=a\ b"),
+            Some(p(&[("application_name", "a b")]))
+        );
+        assert_eq!(parse_options("-cfoo=1"), Some(p(&[("foo", "1")])));
+        assert_eq!(parse_options("-c"), None);
+        assert_eq!(parse_options("-c noequals"), None);
+    }
+
+    #[test]
+    fn database_defaults_to_user_name() {
+        let err = check_params(p(&[("user", "bob")]), &policy()).unwrap_err();
+        assert_eq!(err.code, SqlState::InvalidCatalogName);
+        assert!(check_params(p(&[("user", "app")]), &policy()).is_ok());
+    }
+}

@@ -1,0 +1,539 @@
+//! The hot loop: bytes flow client ⇄ upstream as whole original frames, in
+//! batches (one write per read). Only three client message types are decoded,
+//! and only to hand their SQL to the [`guard`](crate::guard): Query, Parse and
+//! FunctionCall. From upstream, only NotificationResponse (channel unscoping)
+//! and, while a refusal is in flight, ErrorResponse are decoded.
+//!
+//! # How a refusal stays protocol-correct
+//! A refused message is not dropped: it is replaced, in place, by a message of
+//! the same kind whose text is a unique marker that cannot parse. The server
+//! raises a syntax error for it at exactly the point where the real statement
+//! would have run, so everything PostgreSQL does after an error happens for
+//! real: extended-protocol messages are discarded until Sync, ReadyForQuery
+//! carries the right transaction status, and an open transaction block is
+//! aborted (the client then sees 25P02 until ROLLBACK). On the way back, the
+//! ErrorResponse carrying the marker is swapped for the proxy's 42501 error.
+//! Nothing of the refused statement ever reaches the server.
+//!
+//! Client bytes are untrusted: every length is checked against the configured
+//! cap before buffering, unknown message types end the session (fail closed).
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use bytes::{BufMut, Bytes, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::error::{ClientError, SqlState};
+use crate::guard::{Guard, TenantScope, Verdict};
+use crate::protocol::backend;
+use crate::protocol::frame::{cstr, peek_header, FrameError, HEADER_LEN};
+
+/// Read buffer size per direction.
+const READ_CHUNK: usize = 8 * 1024;
+/// Largest upstream message decoded for inspection; larger ones pass as is.
+const MAX_INSPECTED_UPSTREAM: usize = 1 << 20;
+/// Refusals remembered while their marker error has not come back.
+const MAX_PENDING_REFUSALS: usize = 1024;
+
+/// What a session's relay needs.
+pub struct RelayCtx {
+    /// Statement policy.
+    pub guard: Arc<Guard>,
+    /// This session's tenant scope (notification channels).
+    pub scope: TenantScope,
+    /// Largest client message accepted, in bytes.
+    pub max_message: usize,
+    /// When the token stops being valid (expiry plus leeway).
+    pub expires_at: Option<Instant>,
+    /// Becomes `true` when the proxy's drain time is over.
+    pub close_now: watch::Receiver<bool>,
+}
+
+/// How a relay ended.
+#[derive(Debug)]
+pub enum End {
+    /// The client sent Terminate or closed its side.
+    ClientClosed,
+    /// The upstream closed (after forwarding its own last message).
+    UpstreamClosed {
+        /// Whether its last message was an ErrorResponse (it told the client why).
+        told_client: bool,
+    },
+    /// The proxy ended the session with this FATAL error.
+    Fatal(ClientError),
+    /// A socket failed.
+    Io(String),
+}
+
+/// Refusals whose marker error has not come back from the server yet.
+struct Refusals {
+    /// Marker prefix unique to this session, e.g. `pgtp_refused_1f2e…_`.
+    prefix: String,
+    next: AtomicUsize,
+    in_flight: AtomicUsize,
+    pending: Mutex<VecDeque<(usize, ClientError)>>,
+}
+
+impl Refusals {
+    fn new() -> Refusals {
+        Refusals {
+            prefix: format!("pgtp_refused_{:016x}_", rand::random::<u64>()),
+            next: AtomicUsize::new(0),
+            in_flight: AtomicUsize::new(0),
+            pending: Mutex::new(VecDeque::new()),
+        }
+    }
+
+    /// Records `err` and returns the unparsable marker statement to send instead.
+    fn register(&self, err: ClientError) -> String {
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        let mut q = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        if q.len() == MAX_PENDING_REFUSALS {
+            q.pop_front();
+        }
+        q.push_back((n, err));
+        self.in_flight.store(q.len(), Ordering::Release);
+        format!("{}{n}", self.prefix)
+    }
+
+    /// If `message` (an ErrorResponse M field) carries one of our markers,
+    /// the refusal it stands for.
+    fn take(&self, message: &str) -> Option<ClientError> {
+        let at = message.find(&self.prefix)? + self.prefix.len();
+        let digits: &str = &message[at..];
+        let end = digits.find(|c: char| !c.is_ascii_digit()).unwrap_or(digits.len());
+        let n: usize = digits[..end].parse().ok()?;
+        let mut q = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        let mut found = None;
+        // Older refusals were discarded by the server (an earlier error in the
+        // same pipeline); they will never come back.
+        while let Some((k, _)) = q.front() {
+            if *k > n {
+                break;
+            }
+            if let Some((k, e)) = q.pop_front() {
+                if k == n {
+                    found = Some(e);
+                }
+            }
+        }
+        self.in_flight.store(q.len(), Ordering::Release);
+        found
+    }
+
+    fn any_in_flight(&self) -> bool {
+        self.in_flight.load(Ordering::Acquire) > 0
+    }
+}
+
+/// A piece of an outgoing batch: a range of the read buffer, or new bytes.
+enum Piece {
+    Range(usize, usize),
+    Owned(Bytes),
+}
+
+/// Relays until either side ends. The caller writes [`End::Fatal`] errors to
+/// the client (the client writer is free again by then).
+pub async fn run<CR, CW, UR, UW>(cr: &mut CR, cw: &mut CW, ur: &mut UR, uw: &mut UW, ctx: &mut RelayCtx) -> End
+where
+    CR: AsyncRead + Unpin,
+    CW: AsyncWrite + Unpin,
+    UR: AsyncRead + Unpin,
+    UW: AsyncWrite + Unpin,
+{
+    let refusals = Refusals::new();
+    let guard = ctx.guard.clone();
+    let c2u = client_to_upstream(cr, uw, &guard, &ctx.scope, ctx.max_message, &refusals);
+    let u2c = upstream_to_client(ur, cw, &ctx.scope, &refusals, ctx.expires_at, &mut ctx.close_now);
+    tokio::select! {
+        end = c2u => end,
+        end = u2c => end,
+    }
+}
+
+fn frame_error(e: FrameError) -> End {
+    End::Fatal(match e {
+        FrameError::BadLength(l) => {
+            ClientError::fatal(SqlState::ProtocolViolation, format!("invalid message length {l}"))
+        }
+        FrameError::TooLarge { total, max } => ClientError::fatal(
+            SqlState::ProgramLimitExceeded,
+            format!("message of {total} bytes is larger than this proxy's limit of {max} bytes"),
+        ),
+    })
+}
+
+async fn write_batch<W: AsyncWrite + Unpin>(w: &mut W, chunk: &Bytes, pieces: &[Piece]) -> std::io::Result<()> {
+    if pieces.is_empty() {
+        w.write_all(chunk).await?;
+    } else {
+        for p in pieces {
+            match p {
+                Piece::Range(a, b) if a < b => w.write_all(&chunk[*a..*b]).await?,
+                Piece::Range(..) => {}
+                Piece::Owned(bytes) => w.write_all(bytes).await?,
+            }
+        }
+    }
+    w.flush().await
+}
+
+/// Client → upstream: frames pass as they are, except Query/Parse/FunctionCall
+/// which the guard decides on first.
+async fn client_to_upstream<R, W>(
+    cr: &mut R,
+    uw: &mut W,
+    guard: &Guard,
+    scope: &TenantScope,
+    max_message: usize,
+    refusals: &Refusals,
+) -> End
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let mut buf = BytesMut::with_capacity(READ_CHUNK);
+    // Bytes of a pass-through frame still to come; streamed, never buffered whole.
+    let mut skip = 0usize;
+    let mut pieces: Vec<Piece> = Vec::new();
+    loop {
+        if buf.capacity() - buf.len() < READ_CHUNK / 2 {
+            buf.reserve(READ_CHUNK);
+        }
+        match cr.read_buf(&mut buf).await {
+            Ok(0) => {
+                // Vanished without Terminate: end the upstream session cleanly.
+                let _ = uw.write_all(&[b'X', 0, 0, 0, 4]).await;
+                let _ = uw.shutdown().await;
+                return End::ClientClosed;
+            }
+            Ok(_) => {}
+            Err(e) => return End::Io(format!("client read: {e}")),
+        }
+        let mut pos = 0usize;
+        let mut seg = 0usize;
+        let mut terminate = false;
+        pieces.clear();
+        loop {
+            if skip > 0 {
+                let take = skip.min(buf.len() - pos);
+                pos += take;
+                skip -= take;
+                if skip > 0 {
+                    break;
+                }
+            }
+            let h = match peek_header(&buf, pos, max_message) {
+                Ok(Some(h)) => h,
+                Ok(None) => break,
+                Err(e) => return frame_error(e),
+            };
+            match h.tag {
+                b'Q' | b'P' | b'F' => {
+                    if buf.len() - pos < h.total {
+                        buf.reserve(h.total - (buf.len() - pos));
+                        break;
+                    }
+                    let body = &buf[pos + HEADER_LEN..pos + h.total];
+                    if let Some(replacement) = inspect(h.tag, body, guard, scope, refusals) {
+                        pieces.push(Piece::Range(seg, pos));
+                        pieces.push(Piece::Owned(replacement));
+                        seg = pos + h.total;
+                    }
+                    pos += h.total;
+                }
+                b'X' => {
+                    pos += h.total;
+                    terminate = true;
+                    break;
+                }
+                // Bind, Close, CopyData, CopyDone, CopyFail, Describe, Execute, Flush, Sync.
+                b'B' | b'C' | b'd' | b'c' | b'f' | b'D' | b'E' | b'H' | b'S' => skip = h.total,
+                other => {
+                    return End::Fatal(ClientError::fatal(
+                        SqlState::ProtocolViolation,
+                        format!("invalid frontend message type {other}"),
+                    ))
+                }
+            }
+        }
+        if !pieces.is_empty() {
+            pieces.push(Piece::Range(seg, pos));
+        }
+        let chunk = buf.split_to(pos).freeze();
+        if let Err(e) = write_batch(uw, &chunk, &pieces).await {
+            return End::Io(format!("upstream write: {e}"));
+        }
+        if terminate {
+            let _ = uw.shutdown().await;
+            return End::ClientClosed;
+        }
+    }
+}
+
+/// Decides on one Query ('Q'), Parse ('P') or FunctionCall ('F') body.
+/// `None`: forward it unchanged. `Some(bytes)`: forward these bytes instead.
+fn inspect(tag: u8, body: &[u8], guard: &Guard, scope: &TenantScope, refusals: &Refusals) -> Option<Bytes> {
+    let malformed = || {
+        ClientError::error(
+            SqlState::ProtocolViolation,
+            "malformed protocol message refused by pg-tenant-proxy",
+        )
+    };
+    match tag {
+        b'Q' => {
+            // Exactly one NUL, at the end: the server reads up to the first NUL
+            // and rejects trailing bytes, so the guard sees what it would run.
+            let verdict = match cstr(body) {
+                Some((sql, [])) => guard.check_query(sql, scope),
+                _ => Verdict::Deny(malformed()),
+            };
+            match verdict {
+                Verdict::Allow => None,
+                Verdict::Rewrite(sql) => Some(query_message(&sql)),
+                Verdict::Deny(err) => Some(query_message(&refusals.register(err))),
+            }
+        }
+        b'P' => {
+            let parsed = cstr(body).and_then(|(name, rest)| {
+                let (sql, rest) = cstr(rest)?;
+                let (n, types) = rest.split_first_chunk::<2>()?;
+                let n = i16::from_be_bytes(*n);
+                (n >= 0 && types.len() == n as usize * 4).then_some((name, sql, rest))
+            });
+            let Some((name, sql, tail)) = parsed else {
+                return Some(parse_message(b"", &refusals.register(malformed()), &0i16.to_be_bytes()));
+            };
+            match guard.check_parse(sql, scope) {
+                Verdict::Allow => None,
+                Verdict::Rewrite(new) => Some(parse_message(name, &new, tail)),
+                Verdict::Deny(err) => Some(parse_message(name, &refusals.register(err), &0i16.to_be_bytes())),
+            }
+        }
+        _ => match guard.check_function_call() {
+            Verdict::Allow => None,
+            Verdict::Rewrite(sql) => Some(query_message(&sql)),
+            Verdict::Deny(err) => Some(query_message(&refusals.register(err))),
+        },
+    }
+}
+
+fn query_message(sql: &str) -> Bytes {
+    let mut out = BytesMut::with_capacity(sql.len() + 6);
+    crate::protocol::frame::write_message(&mut out, b'Q', |b| {
+        b.put_slice(sql.as_bytes());
+        b.put_u8(0);
+    });
+    out.freeze()
+}
+
+fn parse_message(name: &[u8], sql: &str, tail: &[u8]) -> Bytes {
+    let mut out = BytesMut::with_capacity(name.len() + sql.len() + tail.len() + 7);
+    crate::protocol::frame::write_message(&mut out, b'P', |b| {
+        b.put_slice(name);
+        b.put_u8(0);
+        b.put_slice(sql.as_bytes());
+        b.put_u8(0);
+        b.put_slice(tail);
+    });
+    out.freeze()
+}
+
+/// Upstream → client: frames pass as they are, except NotificationResponse
+/// (channel unscoped) and the ErrorResponse of a refusal marker (replaced).
+/// Also ends the session at token expiry and at the end of a drain.
+async fn upstream_to_client<R, W>(
+    ur: &mut R,
+    cw: &mut W,
+    scope: &TenantScope,
+    refusals: &Refusals,
+    expires_at: Option<Instant>,
+    close_now: &mut watch::Receiver<bool>,
+) -> End
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let mut buf = BytesMut::with_capacity(READ_CHUNK);
+    let mut skip = 0usize;
+    let mut last_tag = 0u8;
+    let mut pieces: Vec<Piece> = Vec::new();
+    let expiry = async {
+        match expires_at {
+            Some(t) => tokio::time::sleep_until(t).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(expiry);
+    loop {
+        if buf.capacity() - buf.len() < READ_CHUNK / 2 {
+            buf.reserve(READ_CHUNK);
+        }
+        tokio::select! {
+            biased;
+            r = ur.read_buf(&mut buf) => match r {
+                Ok(0) => return End::UpstreamClosed { told_client: last_tag == b'E' },
+                Ok(_) => {}
+                Err(e) => return End::Io(format!("upstream read: {e}")),
+            },
+            () = &mut expiry => {
+                return End::Fatal(ClientError::fatal(SqlState::InvalidPassword, "terminating connection because the token has expired")
+                    .with_hint("reconnect with a fresh token"));
+            }
+            r = close_now.wait_for(|v| *v) => {
+                if r.is_ok() {
+                    return End::Fatal(ClientError::fatal(SqlState::AdminShutdown, "terminating connection because pg-tenant-proxy is shutting down"));
+                }
+            }
+        }
+        let mut pos = 0usize;
+        let mut seg = 0usize;
+        pieces.clear();
+        loop {
+            if skip > 0 {
+                let take = skip.min(buf.len() - pos);
+                pos += take;
+                skip -= take;
+                if skip > 0 {
+                    break;
+                }
+            }
+            let h = match peek_header(&buf, pos, usize::MAX) {
+                Ok(Some(h)) => h,
+                Ok(None) => break,
+                Err(_) => {
+                    return End::Fatal(ClientError::fatal(
+                        SqlState::ConnectionFailure,
+                        "the database server sent an invalid message",
+                    ))
+                }
+            };
+            last_tag = h.tag;
+            let inspect = match h.tag {
+                b'A' => true,
+                b'E' => refusals.any_in_flight(),
+                _ => false,
+            } && h.total <= MAX_INSPECTED_UPSTREAM;
+            if !inspect {
+                skip = h.total;
+                continue;
+            }
+            if buf.len() - pos < h.total {
+                buf.reserve(h.total - (buf.len() - pos));
+                break;
+            }
+            let body = &buf[pos + HEADER_LEN..pos + h.total];
+            let replacement = if h.tag == b'A' {
+                unscope_notification(body, scope)
+            } else {
+                replace_marker_error(body, refusals)
+            };
+            if let Some(r) = replacement {
+                pieces.push(Piece::Range(seg, pos));
+                if !r.is_empty() {
+                    pieces.push(Piece::Owned(r));
+                }
+                seg = pos + h.total;
+            }
+            pos += h.total;
+        }
+        if !pieces.is_empty() {
+            pieces.push(Piece::Range(seg, pos));
+        }
+        let chunk = buf.split_to(pos).freeze();
+        if let Err(e) = write_batch(cw, &chunk, &pieces).await {
+            return End::Io(format!("client write: {e}"));
+        }
+    }
+}
+
+/// NotificationResponse body: int32 pid, channel, payload. Returns the frame
+/// with the tenant prefix removed, an empty frame to drop it, or `None` to
+/// pass it unchanged (never: every channel this session hears is scoped).
+fn unscope_notification(body: &[u8], scope: &TenantScope) -> Option<Bytes> {
+    let drop_it = Some(Bytes::new());
+    let Some((pid, rest)) = body.split_first_chunk::<4>() else {
+        return drop_it;
+    };
+    let Some((channel, rest)) = cstr(rest) else {
+        return drop_it;
+    };
+    let Some((payload, _)) = cstr(rest) else { return drop_it };
+    let Ok(channel) = std::str::from_utf8(channel) else {
+        return drop_it;
+    };
+    let Some(visible) = scope.unscope_channel(channel) else {
+        return drop_it;
+    };
+    let mut out = BytesMut::with_capacity(body.len() + 1);
+    crate::protocol::frame::write_message(&mut out, b'A', |b| {
+        b.put_slice(pid);
+        b.put_slice(visible.as_bytes());
+        b.put_u8(0);
+        b.put_slice(payload);
+        b.put_u8(0);
+    });
+    Some(out.freeze())
+}
+
+/// ErrorResponse body: if it is the syntax error of one of our markers, the
+/// proxy's own error for the refused statement instead.
+fn replace_marker_error(body: &[u8], refusals: &Refusals) -> Option<Bytes> {
+    let mut rest = body;
+    let mut code: &[u8] = b"";
+    let mut message: &[u8] = b"";
+    while let Some((&t, after)) = rest.split_first() {
+        if t == 0 {
+            break;
+        }
+        let (v, after) = cstr(after)?;
+        match t {
+            b'C' => code = v,
+            b'M' => message = v,
+            _ => {}
+        }
+        rest = after;
+    }
+    if code != b"42601" {
+        return None;
+    }
+    let err = refusals.take(std::str::from_utf8(message).ok()?)?;
+    let mut out = BytesMut::new();
+    backend::error_response(&mut out, &err);
+    Some(out.freeze())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn markers_map_back_to_their_refusal_and_skip_discarded_ones() {
+        let r = Refusals::new();
+        let m0 = r.register(ClientError::error(SqlState::InsufficientPrivilege, "zero"));
+        let m1 = r.register(ClientError::error(SqlState::InsufficientPrivilege, "one"));
+        assert!(r.any_in_flight());
+        // The server discarded m0 (earlier error in its pipeline) and reported m1.
+        let msg = format!("syntax error at or near \"{m1}\"");
+        assert_eq!(r.take(&msg).unwrap().message, "one");
+        assert!(!r.any_in_flight());
+        assert!(r.take(&format!("syntax error at or near \"{m0}\"")).is_none());
+        // A client cannot forge another session's marker.
+        assert!(r
+            .take("syntax error at or near \"pgtp_refused_0000000000000000_1\"")
+            .is_none());
+    }
+
+    #[test]
+    fn pending_refusals_are_bounded() {
+        let r = Refusals::new();
+        for _ in 0..(MAX_PENDING_REFUSALS + 10) {
+            r.register(ClientError::error(SqlState::InsufficientPrivilege, "x"));
+        }
+        assert_eq!(r.pending.lock().unwrap().len(), MAX_PENDING_REFUSALS);
+    }
+}

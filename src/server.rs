@@ -1,0 +1,112 @@
+//! The accept loop: a connection cap (a semaphore permit per session), one
+//! task per client, accept errors retried with back-off, and a graceful drain
+//! on shutdown (stop accepting, let sessions finish, then close the rest
+//! with FATAL 57P01).
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Semaphore};
+use tracing::{error, info, Instrument};
+
+use crate::auth::Verifier;
+use crate::cancel::CancelMap;
+use crate::config::Config;
+use crate::guard::Guard;
+use crate::handshake::HandshakePolicy;
+use crate::session::{self, Shared};
+use crate::upstream::Connector;
+
+/// Builds everything sessions share from a validated configuration. Fails
+/// with a readable message if keys, certificates or the guard config are bad.
+pub fn prepare(cfg: &Config) -> Result<(Arc<Shared>, watch::Sender<bool>), String> {
+    let verifier = Verifier::new(&cfg.jwt)?;
+    let connector = Connector::new(cfg.upstream.clone(), cfg.limits.connect_timeout)?;
+    let guard = Arc::new(Guard::new(&cfg.guard).map_err(|e| format!("[guard]: {e}"))?);
+    let tls = cfg.tls.as_ref().map(crate::tls::server_config).transpose()?;
+    let (close_tx, close_rx) = watch::channel(false);
+    let shared = Shared {
+        verifier,
+        connector,
+        guard,
+        handshake: HandshakePolicy {
+            tls,
+            allow_plaintext_from: cfg.allow_plaintext_from.clone(),
+            databases: cfg.databases.clone(),
+            passthrough: cfg.passthrough_parameters.clone(),
+        },
+        cancel: Arc::new(CancelMap::default()),
+        auth_timeout: cfg.limits.auth_timeout,
+        max_message: cfg.limits.max_message_bytes,
+        leeway: Duration::from_secs(cfg.jwt.leeway_secs),
+        close_now: close_rx,
+    };
+    Ok((Arc::new(shared), close_tx))
+}
+
+/// Serves clients on `listener` until `shutdown` completes, then drains.
+pub async fn run(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    close_tx: watch::Sender<bool>,
+    max_connections: usize,
+    drain_timeout: Duration,
+    shutdown: impl Future<Output = ()>,
+) {
+    let permits = Arc::new(Semaphore::new(max_connections));
+    let mut next_id: u64 = 0;
+    let mut backoff = Duration::from_millis(5);
+    tokio::pin!(shutdown);
+    loop {
+        let (tcp, peer) = tokio::select! {
+            () = &mut shutdown => break,
+            r = listener.accept() => match r {
+                Ok(v) => { backoff = Duration::from_millis(5); v }
+                Err(e) => {
+                    // EMFILE and friends: wait and retry; never end the loop.
+                    error!(error = %e, "accept failed");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                    continue;
+                }
+            },
+        };
+        let _ = tcp.set_nodelay(true);
+        next_id += 1;
+        let span = tracing::info_span!("conn", id = next_id, %peer, org = tracing::field::Empty);
+        match permits.clone().try_acquire_owned() {
+            Ok(permit) => {
+                let shared = shared.clone();
+                tokio::spawn(
+                    async move {
+                        session::run(tcp, peer, shared).await;
+                        drop(permit);
+                    }
+                    .instrument(span),
+                );
+            }
+            Err(_) => {
+                tokio::spawn(session::refuse_busy(tcp).instrument(span));
+            }
+        }
+    }
+    drop(listener);
+    let open = max_connections - permits.available_permits();
+    info!(
+        open_sessions = open,
+        drain_timeout_secs = drain_timeout.as_secs(),
+        "shutting down: no longer accepting"
+    );
+    let all = u32::try_from(max_connections).unwrap_or(u32::MAX);
+    if tokio::time::timeout(drain_timeout, permits.acquire_many(all))
+        .await
+        .is_err()
+    {
+        info!("drain time is over: closing the remaining sessions");
+        let _ = close_tx.send(true);
+        let _ = tokio::time::timeout(Duration::from_secs(5), permits.acquire_many(all)).await;
+    }
+    info!("stopped");
+}

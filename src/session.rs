@@ -1,0 +1,171 @@
+//! One client connection from start to end: handshake, token verification,
+//! upstream login with the tenant pinned, the greeting, then the relay.
+//! Every failure a client can cause ends with an ErrorResponse it can read.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+use tracing::{debug, info, warn};
+
+use crate::auth::Verifier;
+use crate::cancel::CancelMap;
+use crate::error::{ClientError, SqlState};
+use crate::guard::{Guard, TenantScope};
+use crate::handshake::{self, HandshakeError, HandshakePolicy, Outcome};
+use crate::protocol::backend;
+use crate::relay::{self, End, RelayCtx};
+use crate::upstream::Connector;
+
+/// Everything sessions share, built once at start-up.
+pub struct Shared {
+    /// Token verification.
+    pub verifier: Verifier,
+    /// Upstream connector.
+    pub connector: Connector,
+    /// Statement policy.
+    pub guard: Arc<Guard>,
+    /// Handshake policy.
+    pub handshake: HandshakePolicy,
+    /// Cancel keys.
+    pub cancel: Arc<CancelMap>,
+    /// Time allowed from connect to authenticated.
+    pub auth_timeout: Duration,
+    /// Largest client message after authentication.
+    pub max_message: usize,
+    /// Leeway added to token expiry.
+    pub leeway: Duration,
+    /// Set to `true` when sessions must close now (end of drain).
+    pub close_now: watch::Receiver<bool>,
+}
+
+/// Runs one client connection to its end.
+pub async fn run(tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
+    let greeted = match tokio::time::timeout(shared.auth_timeout, handshake::run(tcp, peer, &shared.handshake)).await {
+        Err(_) => {
+            debug!("authentication timeout");
+            return;
+        }
+        Ok(Err(HandshakeError::Refused(e))) => {
+            info!(code = e.code.code(), reason = %e.message, "client refused during startup");
+            return;
+        }
+        Ok(Err(HandshakeError::Broken(why))) => {
+            debug!(%why, "client left during startup");
+            return;
+        }
+        Ok(Ok(Outcome::Cancel { pid, secret })) => {
+            forward_cancel(peer, pid, &secret, &shared).await;
+            return;
+        }
+        Ok(Ok(Outcome::Greeted(g))) => g,
+    };
+    let handshake::Greeted {
+        mut stream,
+        user,
+        params,
+        token,
+        ..
+    } = *greeted;
+
+    let identity = match shared.verifier.verify(&token) {
+        Ok(id) => id,
+        Err(e) => {
+            let ce = e.to_client();
+            info!(code = ce.code.code(), reason = %e, client_user = %user, "token refused");
+            let _ = handshake::refuse(&mut stream, ce).await;
+            return;
+        }
+    };
+    drop(token);
+    tracing::Span::current().record("org", tracing::field::display(identity.organization_id));
+
+    let upstream = match shared.connector.connect(&identity, &params).await {
+        Ok(u) => u,
+        Err(e) => {
+            warn!(error = %e, "upstream login failed");
+            let _ = handshake::refuse(&mut stream, e.to_client()).await;
+            return;
+        }
+    };
+    let registration = upstream.key.map(|k| shared.cancel.register(k));
+    let (pid, secret) = registration.as_ref().map(|r| r.key()).unwrap_or((0, 0));
+
+    let mut hello = BytesMut::with_capacity(512);
+    backend::auth_ok(&mut hello);
+    for (k, v) in &upstream.params {
+        backend::parameter_status(&mut hello, k, v);
+    }
+    backend::backend_key_data(&mut hello, pid, secret);
+    backend::ready_for_query_idle(&mut hello);
+    if stream.write_all(&hello).await.is_err() || stream.flush().await.is_err() {
+        return;
+    }
+    info!(client_user = %user, "session started");
+
+    let now_unix = crate::auth::jwt::unix_now();
+    let remaining = Duration::from_secs(identity.expires_at.saturating_sub(now_unix)) + shared.leeway;
+    let mut ctx = RelayCtx {
+        guard: shared.guard.clone(),
+        scope: TenantScope::new(identity.organization_id),
+        max_message: shared.max_message,
+        expires_at: Some(tokio::time::Instant::now() + remaining),
+        close_now: shared.close_now.clone(),
+    };
+    let (mut cr, mut cw) = tokio::io::split(stream);
+    let (mut ur, mut uw) = tokio::io::split(upstream.stream);
+    let end = relay::run(&mut cr, &mut cw, &mut ur, &mut uw, &mut ctx).await;
+    let fatal = match end {
+        End::ClientClosed => None,
+        End::UpstreamClosed { told_client: true } => None,
+        End::UpstreamClosed { told_client: false } => Some(ClientError::fatal(
+            SqlState::ConnectionFailure,
+            "the database server closed the connection unexpectedly",
+        )),
+        End::Fatal(e) => Some(e),
+        End::Io(why) => {
+            debug!(%why, "session ended by a socket error");
+            None
+        }
+    };
+    if let Some(e) = fatal {
+        info!(code = e.code.code(), reason = %e.message, "session closed by the proxy");
+        let mut out = BytesMut::new();
+        backend::error_response(&mut out, &e);
+        let _ = cw.write_all(&out).await;
+        let _ = cw.flush().await;
+    }
+    let _ = cw.shutdown().await;
+    let _ = uw.shutdown().await;
+    info!("session ended");
+    drop(registration);
+}
+
+async fn forward_cancel(peer: SocketAddr, pid: i32, secret: &[u8], shared: &Shared) {
+    if !shared.cancel.allow(peer.ip()) {
+        warn!(%peer, "cancel request rate limit exceeded");
+        return;
+    }
+    let Some((upid, usecret)) = shared.cancel.lookup(pid, secret) else {
+        debug!("cancel request with an unknown key ignored");
+        return;
+    };
+    if let Err(e) = shared.connector.cancel(upid, usecret).await {
+        warn!(error = %e, "could not forward a cancel request");
+    }
+}
+
+/// Tells a client over the connection cap why it is turned away.
+pub async fn refuse_busy(mut tcp: TcpStream) {
+    let mut out = BytesMut::new();
+    backend::error_response(
+        &mut out,
+        &ClientError::fatal(SqlState::TooManyConnections, "sorry, too many clients already"),
+    );
+    let _ = tokio::time::timeout(Duration::from_secs(2), tcp.write_all(&out)).await;
+    let _ = tcp.shutdown().await;
+}
