@@ -15,6 +15,12 @@
 -- each database's own catalog: apply this file in every database the proxy
 -- serves.
 --
+-- What remains, and why the guard is still needed: set_config() and SET can
+-- move a session to another organization's UUID, and PostgreSQL 15 offers no
+-- privilege to stop either (see below). This file removes every way we know
+-- to run them out of the guard's sight: DO blocks, temporary functions, and
+-- functions that execute SQL text.
+--
 -- Deliberately NOT revoked (see sql/README.md, "What cannot be revoked"):
 --   * set_config(): the guard must let set_config('application_name', ...)
 --     through, and it is equivalent to the SET statement, which no privilege
@@ -118,7 +124,33 @@ BEGIN
 END
 $do$;
 
--- 6. plpgsql. DO blocks need USAGE on their language, and a DO block is code
+-- 6. Functions that execute SQL passed to them as text: query_to_xml and
+--    friends, ts_stat. The guard cannot see into a string, and inside one,
+--    SELECT set_config('app.current_organization_id', ...) would move the
+--    session to another tenant. The table/schema/database variants read whole
+--    relations named at run time. Applications rarely use them; grant them to
+--    a specific role if one does.
+DO $do$
+DECLARE
+  fn regprocedure;
+BEGIN
+  FOR fn IN
+    SELECT p.oid::regprocedure
+      FROM pg_catalog.pg_proc p
+     WHERE p.pronamespace = 'pg_catalog'::regnamespace
+       AND (p.proname IN ('query_to_xml', 'query_to_xmlschema', 'query_to_xml_and_xmlschema',
+                          'table_to_xml', 'table_to_xmlschema', 'table_to_xml_and_xmlschema',
+                          'schema_to_xml', 'schema_to_xmlschema', 'schema_to_xml_and_xmlschema',
+                          'database_to_xml', 'database_to_xmlschema', 'database_to_xml_and_xmlschema',
+                          'ts_stat'))
+     ORDER BY 1
+  LOOP
+    EXECUTE format('REVOKE EXECUTE ON FUNCTION %s FROM PUBLIC', fn);
+  END LOOP;
+END
+$do$;
+
+-- 7. plpgsql. DO blocks need USAGE on their language, and a DO block is code
 --    the guard's parser cannot see into (EXECUTE of a string built at run
 --    time). Executing existing plpgsql functions (the audit-column trigger)
 --    does not need USAGE, so nothing in sql/ breaks. tenant_owner keeps it so

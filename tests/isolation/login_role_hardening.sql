@@ -26,6 +26,9 @@ SELECT pg_advisory_lock(42);
 SELECT pg_try_advisory_lock(1, 2);
 SELECT pg_advisory_xact_lock_shared(42);
 SELECT pg_advisory_unlock_all();
+-- Functions that run SQL text out of the guard's sight.
+SELECT query_to_xml('SELECT set_config(''app.current_organization_id'', ''bbbbbbbb-0000-4000-8000-000000000001'', false)', false, false, '');
+SELECT * FROM ts_stat('SELECT to_tsvector(prompt) FROM content_generations');
 -- Temporary objects (and so temporary functions), DO blocks.
 CREATE TEMP TABLE scratch (x int);
 CREATE FUNCTION pg_temp.f() RETURNS int LANGUAGE sql AS 'SELECT 1';

@@ -21,6 +21,9 @@ SELECT lo_get(1);
 -- Advisory locks.
 SELECT pg_advisory_lock(42);
 SELECT pg_try_advisory_xact_lock(1, 2);
+-- Functions that run SQL text out of the guard's sight.
+SELECT query_to_xml('SELECT set_config(''app.current_organization_id'', ''bbbbbbbb-0000-4000-8000-000000000001'', false)', false, false, '');
+SELECT * FROM ts_stat('SELECT to_tsvector(prompt) FROM content_generations');
 -- Temporary objects, DO blocks, functions, tables.
 CREATE TEMP TABLE scratch (x int);
 DO $$ BEGIN PERFORM 1; END $$;
