@@ -17,7 +17,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use crate::error::{ClientError, SqlState};
 use crate::protocol::backend;
 use crate::protocol::frame::{self, peek_header};
-use crate::protocol::startup::{read_packet, StartupPacket};
+use crate::protocol::startup::{read_packet, StartupError, StartupPacket};
 use crate::stream::Stream;
 
 /// Largest password message accepted (tokens can be large), in bytes.
@@ -127,6 +127,12 @@ pub async fn run(
     let (minor, raw_params) = loop {
         let packet = match read_packet(&mut stream).await {
             Ok(p) => p,
+            // A port probe or a client that gave up: nothing to answer.
+            Err(StartupError::Io(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                return Err(HandshakeError::Broken(
+                    "connection closed before the startup packet".into(),
+                ));
+            }
             Err(e) => {
                 let msg = format!("invalid startup packet: {e}");
                 return Err(refuse(&mut stream, ClientError::fatal(SqlState::ProtocolViolation, msg)).await);

@@ -1,0 +1,609 @@
+//! Proxy core behaviour through a real `pg-tenant-proxy` process in front of
+//! a real PostgreSQL 15, with real clients (tokio-postgres and raw sockets).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use bytes::{BufMut, BytesMut};
+use common::*;
+use futures_util::{SinkExt, StreamExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_postgres::{AsyncMessage, NoTls, SimpleQueryMessage};
+
+fn first_value(msgs: &[SimpleQueryMessage]) -> Option<String> {
+    msgs.iter().find_map(|m| match m {
+        SimpleQueryMessage::Row(r) => r.get(0).map(str::to_owned),
+        _ => None,
+    })
+}
+
+async fn setting(c: &tokio_postgres::Client, name: &str) -> String {
+    let q = format!("SELECT current_setting('{name}')");
+    first_value(&c.simple_query(&q).await.unwrap()).unwrap()
+}
+
+#[tokio::test]
+async fn tenant_and_user_are_pinned_from_the_token_and_survive_reset() {
+    let p = Proxy::start(&[]).await;
+    let c = p.connect(ORG_A, USER_A).await;
+    assert_eq!(setting(&c, "app.current_organization_id").await, ORG_A);
+    assert_eq!(setting(&c, "app.current_user_id").await, USER_A);
+    let row = c.query_one("SELECT current_user::text", &[]).await.unwrap();
+    assert_eq!(row.get::<_, String>(0), "proxy_login");
+    for reset in ["RESET ALL", "DISCARD ALL", "RESET ROLE", "SET ROLE NONE"] {
+        c.batch_execute(reset).await.unwrap();
+        assert_eq!(setting(&c, "app.current_organization_id").await, ORG_A, "after {reset}");
+        assert_eq!(setting(&c, "app.current_user_id").await, USER_A, "after {reset}");
+    }
+}
+
+#[tokio::test]
+async fn rows_flow_both_ways_and_only_the_tenants_rows_are_visible() {
+    let p = Proxy::start(&[]).await;
+    let a = p.connect(ORG_A, USER_A).await;
+    let b = p.connect(ORG_B, USER_B).await;
+    let rows = a.query("SELECT agent_id FROM agent_instances WHERE agent_id LIKE 'a-agent-%' OR agent_id LIKE 'b-agent-%' ORDER BY agent_id", &[]).await.unwrap();
+    let ids: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+    assert_eq!(ids, vec!["a-agent-1", "a-agent-2"]);
+    let inserted = a
+        .query_one(
+            "INSERT INTO agent_instances (agent_id, agent_type, status) VALUES ($1, 'chat', 'new') RETURNING organization_id::text, created_by_id::text",
+            &[&"core-rows-1"],
+        )
+        .await
+        .unwrap();
+    assert_eq!(inserted.get::<_, String>(0), ORG_A);
+    assert_eq!(inserted.get::<_, String>(1), USER_A);
+    let seen_by_b = b
+        .query("SELECT 1 FROM agent_instances WHERE agent_id = 'core-rows-1'", &[])
+        .await
+        .unwrap();
+    assert!(seen_by_b.is_empty(), "tenant B saw tenant A's new row");
+    // A large value travels both ways unchanged (frames bigger than a read).
+    let big = "x".repeat(300_000);
+    let echoed = a.query_one("SELECT $1::text", &[&big]).await.unwrap();
+    assert_eq!(echoed.get::<_, String>(0), big);
+}
+
+#[tokio::test]
+async fn pipelined_extended_protocol_keeps_order() {
+    let p = Proxy::start(&[]).await;
+    let c = p.connect(ORG_A, USER_A).await;
+    let stmt = c.prepare("SELECT $1::int * 2").await.unwrap();
+    // tokio-postgres pipelines concurrent queries on one connection.
+    let futs: Vec<_> = (0..50i32)
+        .map(|i| {
+            let c = &c;
+            let s = &stmt;
+            async move { c.query_one(s, &[&i]).await }
+        })
+        .collect();
+    let results = futures_util::future::join_all(futs).await;
+    for (i, r) in results.into_iter().enumerate() {
+        assert_eq!(r.unwrap().get::<_, i32>(0), i as i32 * 2);
+    }
+}
+
+#[tokio::test]
+async fn copy_in_and_out_through_the_proxy() {
+    // PostgreSQL refuses COPY FROM into tables under row level security, so
+    // the sink is a plain table the tenant role may write.
+    let su = superuser("app").await;
+    su.batch_execute(
+        "CREATE TABLE IF NOT EXISTS core_copy_sink (agent_id text, agent_type text, status text);
+         GRANT SELECT, INSERT ON core_copy_sink TO tenant_app;",
+    )
+    .await
+    .unwrap();
+    let p = Proxy::start(&[]).await;
+    let c = p.connect(ORG_A, USER_A).await;
+    let sink = c
+        .copy_in("COPY core_copy_sink (agent_id, agent_type, status) FROM STDIN")
+        .await
+        .unwrap();
+    futures_util::pin_mut!(sink);
+    let mut data = String::new();
+    for i in 0..2000 {
+        data.push_str(&format!("copy-{i}\tbatch\tnew\n"));
+    }
+    sink.send(bytes::Bytes::from(data)).await.unwrap();
+    let n = sink.finish().await.unwrap();
+    assert_eq!(n, 2000);
+    // Move the rows into a tenant table with INSERT ... SELECT, then COPY them out.
+    c.batch_execute("INSERT INTO agent_instances (agent_id, agent_type, status) SELECT agent_id, agent_type, status FROM core_copy_sink")
+        .await
+        .unwrap();
+    let stream = c
+        .copy_out("COPY (SELECT agent_id, organization_id FROM agent_instances WHERE agent_type = 'batch' ORDER BY agent_id) TO STDOUT")
+        .await
+        .unwrap();
+    let chunks: Vec<bytes::Bytes> = stream.map(|r| r.unwrap()).collect().await;
+    let text: String = chunks.iter().map(|b| String::from_utf8_lossy(b).into_owned()).collect();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2000);
+    assert!(
+        lines.iter().all(|l| l.ends_with(ORG_A)),
+        "copied rows got the session's organization"
+    );
+    // The session is still in sync afterwards.
+    assert_eq!(first_value(&c.simple_query("SELECT 42").await.unwrap()).unwrap(), "42");
+}
+
+async fn connect_with_notifications(
+    p: &Proxy,
+    org: &str,
+    user: &str,
+) -> (
+    tokio_postgres::Client,
+    tokio::sync::mpsc::UnboundedReceiver<tokio_postgres::Notification>,
+) {
+    let token = p.token(org, Some(user), 600);
+    let (client, mut conn) = p.config(&token).connect(NoTls).await.unwrap();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut stream = futures_util::stream::poll_fn(move |cx| conn.poll_message(cx));
+        while let Some(Ok(msg)) = stream.next().await {
+            if let AsyncMessage::Notification(n) = msg {
+                let _ = tx.send(n);
+            }
+        }
+    });
+    (client, rx)
+}
+
+#[tokio::test]
+async fn listen_notify_works_within_a_tenant_and_never_crosses_tenants() {
+    let p = Proxy::start(&[]).await;
+    let (a1, mut a1_rx) = connect_with_notifications(&p, ORG_A, USER_A).await;
+    let (a2, _a2_rx) = connect_with_notifications(&p, ORG_A, USER_A).await;
+    let (b, mut b_rx) = connect_with_notifications(&p, ORG_B, USER_B).await;
+    a1.batch_execute("LISTEN jobs").await.unwrap();
+    b.batch_execute("LISTEN jobs").await.unwrap();
+    // Same session, and another session of the same tenant.
+    a1.batch_execute("NOTIFY jobs, 'from-a1'").await.unwrap();
+    a2.batch_execute("NOTIFY jobs, 'from-a2'").await.unwrap();
+    let mut got = Vec::new();
+    for _ in 0..2 {
+        let n = tokio::time::timeout(Duration::from_secs(5), a1_rx.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(n.channel(), "jobs");
+        got.push(n.payload().to_owned());
+    }
+    got.sort();
+    assert_eq!(got, vec!["from-a1", "from-a2"]);
+    // Tenant B listens on the same name but hears nothing of tenant A.
+    b.batch_execute("SELECT 1").await.unwrap();
+    assert!(
+        tokio::time::timeout(Duration::from_millis(500), b_rx.recv())
+            .await
+            .is_err(),
+        "tenant B heard tenant A"
+    );
+    b.batch_execute("NOTIFY jobs, 'from-b'").await.unwrap();
+    let n = tokio::time::timeout(Duration::from_secs(5), b_rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((n.channel(), n.payload()), ("jobs", "from-b"));
+    a1.batch_execute("SELECT 1").await.unwrap();
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), a1_rx.recv())
+            .await
+            .is_err(),
+        "tenant A heard tenant B"
+    );
+}
+
+#[tokio::test]
+async fn cancel_request_stops_a_long_query() {
+    let p = Proxy::start(&[]).await;
+    let c = p.connect(ORG_A, USER_A).await;
+    let token = c.cancel_token();
+    let started = Instant::now();
+    let canceller = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        token.cancel_query(NoTls).await.unwrap();
+    });
+    let err = c.simple_query("SELECT pg_sleep(30)").await.unwrap_err();
+    canceller.await.unwrap();
+    assert_eq!(sqlstate(&err), "57014");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert_eq!(first_value(&c.simple_query("SELECT 1").await.unwrap()).unwrap(), "1");
+}
+
+#[tokio::test]
+async fn cancel_with_an_unknown_key_does_nothing() {
+    let p = Proxy::start(&[]).await;
+    let c = p.connect(ORG_A, USER_A).await;
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", p.port)).await.unwrap();
+    let mut pkt = BytesMut::new();
+    pkt.put_i32(16);
+    pkt.put_i32(80_877_102);
+    pkt.put_i32(12345);
+    pkt.put_i32(67890);
+    s.write_all(&pkt).await.unwrap();
+    let mut buf = [0u8; 8];
+    let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(n, 0, "the proxy closes a cancel connection without a reply");
+    let r = c.simple_query("SELECT pg_sleep(0.5)::text, 7").await.unwrap();
+    let row = r.iter().find_map(|m| match m {
+        SimpleQueryMessage::Row(r) => r.get(1).map(str::to_owned),
+        _ => None,
+    });
+    assert_eq!(row.as_deref(), Some("7"), "the running session was not disturbed");
+}
+
+fn jwt(claims: serde_json::Value, secret: &[u8]) -> String {
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(secret),
+    )
+    .unwrap()
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+#[tokio::test]
+async fn bad_tokens_are_refused_with_the_right_sqlstate_and_never_echoed() {
+    let p = Proxy::start(&[]).await;
+    let s = SECRET.as_bytes();
+    let cases: Vec<(&str, String, &str)> = vec![
+        ("garbage", "not-a-jwt".into(), "28P01"),
+        (
+            "expired",
+            jwt(serde_json::json!({"organization_id": ORG_A, "exp": now() - 3600}), s),
+            "28P01",
+        ),
+        (
+            "wrong key",
+            jwt(
+                serde_json::json!({"organization_id": ORG_A, "exp": now() + 600}),
+                b"some-other-secret-some-other-secret!!",
+            ),
+            "28P01",
+        ),
+        ("no exp", jwt(serde_json::json!({"organization_id": ORG_A}), s), "28P01"),
+        (
+            "future nbf",
+            jwt(
+                serde_json::json!({"organization_id": ORG_A, "exp": now() + 900, "nbf": now() + 600}),
+                s,
+            ),
+            "28P01",
+        ),
+        (
+            "no organization",
+            jwt(serde_json::json!({"sub": USER_A, "exp": now() + 600}), s),
+            "28000",
+        ),
+        (
+            "nil organization",
+            jwt(
+                serde_json::json!({"organization_id": "00000000-0000-0000-0000-000000000000", "exp": now() + 600}),
+                s,
+            ),
+            "28000",
+        ),
+        (
+            "injection in organization",
+            jwt(
+                serde_json::json!({"organization_id": "'; SET ROLE postgres; --", "exp": now() + 600}),
+                s,
+            ),
+            "28000",
+        ),
+        (
+            "organization as number",
+            jwt(serde_json::json!({"organization_id": 7, "exp": now() + 600}), s),
+            "28000",
+        ),
+        (
+            "user not a uuid",
+            jwt(
+                serde_json::json!({"organization_id": ORG_A, "sub": "admin", "exp": now() + 600}),
+                s,
+            ),
+            "28000",
+        ),
+        ("oversized", "a".repeat(70_000), "28P01"),
+    ];
+    for (name, token, code) in cases {
+        let err = p
+            .try_connect(&token)
+            .await
+            .err()
+            .unwrap_or_else(|| panic!("{name}: accepted"));
+        assert_eq!(sqlstate(&err), code, "{name}: {}", db_message(&err));
+        let msg = db_message(&err);
+        assert!(token.len() < 20 || !msg.contains(&token[..20]), "{name}: token echoed");
+    }
+    let log = p.log_text();
+    let good = p.token(ORG_A, Some(USER_A), 60);
+    let _ = p.try_connect(&good).await.unwrap();
+    assert!(!p.log_text().contains(&good[..30]), "a token reached the log");
+    assert!(!log.contains(LOGIN_PASSWORD), "the upstream password reached the log");
+}
+
+#[tokio::test]
+async fn startup_parameters_cannot_choose_the_tenant_or_role() {
+    let p = Proxy::start(&[]).await;
+    let t = p.token(ORG_A, Some(USER_A), 600);
+    for opts in [
+        format!("-c app.current_organization_id={ORG_B}"),
+        "-c role=postgres".into(),
+        "-c session_authorization=postgres".into(),
+        "-c standard_conforming_strings=off".into(),
+    ] {
+        let mut cfg = p.config(&t);
+        cfg.options(&opts);
+        let err = cfg
+            .connect(NoTls)
+            .await
+            .err()
+            .unwrap_or_else(|| panic!("{opts} accepted"));
+        assert_eq!(sqlstate(&err), "28000", "{opts}");
+    }
+    // Allowed settings in options pass through.
+    let mut cfg = p.config(&t);
+    cfg.options("-c statement_timeout=1234").application_name("core-test");
+    let (c, conn) = cfg.connect(NoTls).await.unwrap();
+    tokio::spawn(conn);
+    assert_eq!(setting(&c, "statement_timeout").await, "1234ms");
+    assert_eq!(setting(&c, "application_name").await, "core-test");
+    assert_eq!(setting(&c, "app.current_organization_id").await, ORG_A);
+    // Unknown database: 3D000.
+    let mut cfg = p.config(&t);
+    cfg.dbname("postgres");
+    assert_eq!(sqlstate(&cfg.connect(NoTls).await.err().unwrap()), "3D000");
+}
+
+#[tokio::test]
+async fn upstream_down_gives_08001_quickly() {
+    let dead = free_port();
+    let p = Proxy::start_with_upstream(
+        &format!("postgresql://proxy_login@127.0.0.1:{dead}/app?sslmode=disable"),
+        &[],
+    )
+    .await;
+    let started = Instant::now();
+    let err = p.try_connect(&p.token(ORG_A, None, 60)).await.err().unwrap();
+    assert_eq!(sqlstate(&err), "08001", "{}", db_message(&err));
+    assert!(started.elapsed() < Duration::from_secs(6));
+}
+
+#[tokio::test]
+async fn wrong_upstream_password_gives_08001_without_leaking_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let pw = dir.path().join("pw");
+    std::fs::write(&pw, "wrong-password\n").unwrap();
+    let p = Proxy::start(&["--upstream-password-file", pw.to_str().unwrap()]).await;
+    let err = p.try_connect(&p.token(ORG_A, None, 60)).await.err().unwrap();
+    assert_eq!(sqlstate(&err), "08001");
+    assert!(!db_message(&err).contains("wrong-password"));
+}
+
+#[tokio::test]
+async fn upstream_login_uses_scram() {
+    // The cluster's pg_hba is scram-sha-256 for TCP; the proxy logs in over TCP.
+    let su = superuser("app").await;
+    let row = su
+        .query_one(
+            "SELECT rolpassword LIKE 'SCRAM-SHA-256$%' FROM pg_authid WHERE rolname = 'proxy_login'",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert!(row.get::<_, bool>(0));
+    let hba = su
+        .query("SELECT auth_method FROM pg_hba_file_rules WHERE type = 'host'", &[])
+        .await
+        .unwrap();
+    assert!(hba.iter().all(|r| r.get::<_, String>(0) == "scram-sha-256"));
+    let p = Proxy::start(&[]).await;
+    let c = p.connect(ORG_A, USER_A).await;
+    assert_eq!(setting(&c, "app.current_organization_id").await, ORG_A);
+}
+
+async fn raw_startup(s: &mut tokio::net::TcpStream, version: i32, params: &[(&str, &str)]) {
+    let mut body = BytesMut::new();
+    body.put_i32(version);
+    for (k, v) in params {
+        body.put_slice(k.as_bytes());
+        body.put_u8(0);
+        body.put_slice(v.as_bytes());
+        body.put_u8(0);
+    }
+    body.put_u8(0);
+    let mut pkt = BytesMut::new();
+    pkt.put_i32(body.len() as i32 + 4);
+    pkt.put_slice(&body);
+    s.write_all(&pkt).await.unwrap();
+}
+
+async fn read_msg<R: tokio::io::AsyncRead + Unpin>(s: &mut R) -> (u8, Vec<u8>) {
+    let tag = s.read_u8().await.unwrap();
+    let len = s.read_i32().await.unwrap();
+    let mut body = vec![0; len as usize - 4];
+    s.read_exact(&mut body).await.unwrap();
+    (tag, body)
+}
+
+fn error_code(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    text.split('\0')
+        .find_map(|f| f.strip_prefix('C'))
+        .unwrap_or_default()
+        .to_owned()
+}
+
+#[tokio::test]
+async fn gssenc_request_gets_n_and_newer_protocol_is_negotiated() {
+    let p = Proxy::start(&[]).await;
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", p.port)).await.unwrap();
+    s.write_all(&[0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x30]).await.unwrap();
+    assert_eq!(s.read_u8().await.unwrap(), b'N');
+    raw_startup(
+        &mut s,
+        (3 << 16) | 2,
+        &[("user", "app"), ("database", "app"), ("_pq_.test_option", "1")],
+    )
+    .await;
+    let (tag, body) = read_msg(&mut s).await;
+    assert_eq!(tag, b'v', "NegotiateProtocolVersion first");
+    assert_eq!(i32::from_be_bytes(body[0..4].try_into().unwrap()), 3 << 16);
+    assert_eq!(i32::from_be_bytes(body[4..8].try_into().unwrap()), 1);
+    assert_eq!(&body[8..], b"_pq_.test_option\0");
+    let (tag, body) = read_msg(&mut s).await;
+    assert_eq!(
+        (tag, &body[..]),
+        (b'R', &3i32.to_be_bytes()[..]),
+        "then a cleartext password request"
+    );
+}
+
+#[tokio::test]
+async fn garbage_and_hostile_frames_do_not_hurt_other_sessions() {
+    let p = Proxy::start(&[]).await;
+    let good = p.connect(ORG_A, USER_A).await;
+    // Random bytes instead of a startup packet.
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", p.port)).await.unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    let mut rest = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut rest))
+        .await
+        .unwrap();
+    assert_eq!(rest.first(), Some(&b'E'));
+    assert_eq!(error_code(&rest[5..]), "08P01");
+    // A huge declared startup length is refused before reading it.
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", p.port)).await.unwrap();
+    s.write_all(&[0x7f, 0xff, 0xff, 0xff, 0, 3, 0, 0]).await.unwrap();
+    let mut rest = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut rest))
+        .await
+        .unwrap();
+    assert_eq!(error_code(&rest[5..]), "08P01");
+    // After authentication: a negative length, then an unknown message type.
+    for frame in [
+        &[b'Q', 0xff, 0xff, 0xff, 0x00][..],
+        &[b'z', 0, 0, 0, 4][..],
+        &[b'Q', 0x7f, 0, 0, 0][..],
+    ] {
+        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", p.port)).await.unwrap();
+        raw_startup(&mut s, 3 << 16, &[("user", "app"), ("database", "app")]).await;
+        assert_eq!(read_msg(&mut s).await.0, b'R');
+        let token = p.token(ORG_A, None, 60);
+        let mut pw = BytesMut::new();
+        pw.put_u8(b'p');
+        pw.put_i32(token.len() as i32 + 5);
+        pw.put_slice(token.as_bytes());
+        pw.put_u8(0);
+        s.write_all(&pw).await.unwrap();
+        loop {
+            if read_msg(&mut s).await.0 == b'Z' {
+                break;
+            }
+        }
+        s.write_all(frame).await.unwrap();
+        let (tag, body) = tokio::time::timeout(Duration::from_secs(5), read_msg(&mut s))
+            .await
+            .unwrap();
+        assert_eq!(tag, b'E');
+        let code = error_code(&body);
+        assert!(code == "08P01" || code == "54000", "frame {frame:?} gave {code}");
+    }
+    assert_eq!(
+        first_value(&good.simple_query("SELECT 'still here'").await.unwrap()).unwrap(),
+        "still here"
+    );
+}
+
+#[tokio::test]
+async fn silent_clients_are_dropped_after_the_auth_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("p.toml");
+    std::fs::write(&cfg, "[limits]\nauth_timeout_secs = 1\n").unwrap();
+    let p = Proxy::start(&["--config", cfg.to_str().unwrap()]).await;
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", p.port)).await.unwrap();
+    let started = Instant::now();
+    let mut buf = [0u8; 1];
+    let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap_or(0);
+    assert_eq!(n, 0);
+    assert!(started.elapsed() >= Duration::from_millis(900));
+}
+
+#[tokio::test]
+async fn connections_over_the_cap_get_53300() {
+    let p = Proxy::start(&["--max-connections", "1"]).await;
+    let c = p.connect(ORG_A, USER_A).await;
+    let err = p.try_connect(&p.token(ORG_A, None, 60)).await.err().unwrap();
+    assert_eq!(sqlstate(&err), "53300");
+    drop(c);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(p.try_connect(&p.token(ORG_A, None, 60)).await.is_ok());
+}
+
+#[tokio::test]
+async fn session_is_closed_when_the_token_expires() {
+    let p = Proxy::start(&["--jwt-leeway", "0"]).await;
+    let t = p.token(ORG_A, Some(USER_A), 2);
+    let c = p.try_connect(&t).await.unwrap();
+    assert_eq!(first_value(&c.simple_query("SELECT 1").await.unwrap()).unwrap(), "1");
+    tokio::time::sleep(Duration::from_millis(3200)).await;
+    let err = c.simple_query("SELECT 1").await.unwrap_err();
+    // The FATAL arrives before the close; tokio-postgres reports it or the closed connection.
+    if let Some(db) = err.as_db_error() {
+        assert_eq!(db.code().code(), "28P01");
+    } else {
+        assert!(c.is_closed(), "{err}");
+    }
+    assert!(p.log_text().contains("token has expired"));
+}
+
+#[tokio::test]
+async fn sigterm_drains_then_closes_sessions_with_57p01() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("p.toml");
+    std::fs::write(&cfg, "[limits]\ndrain_timeout_secs = 1\n").unwrap();
+    let mut p = Proxy::start(&["--config", cfg.to_str().unwrap()]).await;
+    let c = p.connect(ORG_A, USER_A).await;
+    p.terminate();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Still working during the drain; new clients are no longer accepted.
+    assert_eq!(first_value(&c.simple_query("SELECT 5").await.unwrap()).unwrap(), "5");
+    assert!(p.try_connect(&p.token(ORG_A, None, 60)).await.is_err());
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let err = c.simple_query("SELECT 1").await.unwrap_err();
+    if let Some(db) = err.as_db_error() {
+        assert_eq!(db.code().code(), "57P01");
+    } else {
+        assert!(c.is_closed());
+    }
+    assert!(p.log_text().contains("closed by the proxy"), "{}", p.log_text());
+    let status = p.wait_exit(Duration::from_secs(10)).expect("proxy exited");
+    assert!(status.success());
+}
+
+#[tokio::test]
+async fn plaintext_is_refused_from_networks_not_allowed() {
+    let p = Proxy::start(&["--allow-plaintext-from", "10.0.0.0/8"]).await;
+    let err = p.try_connect(&p.token(ORG_A, None, 60)).await.err().unwrap();
+    assert_eq!(sqlstate(&err), "28000");
+    assert!(db_message(&err).contains("TLS"));
+}
