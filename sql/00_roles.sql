@@ -12,6 +12,12 @@
 -- ROW LEVEL SECURITY, drop policies and change grants. The role that runs tenant
 -- SQL must therefore never own anything and never be a member of tenant_owner.
 --
+-- tenant_app itself is NOINHERIT: should someone ever grant it membership in
+-- another role, the privileges of that role do not flow through tenant_app to
+-- the proxy's login role. (tenant.audit() reports such a membership anyway.)
+-- Its members still use tenant_app's own grants: NOINHERIT on a role only
+-- stops what that role inherits from its own groups.
+--
 -- NOINHERIT login roles: PostgreSQL 15 lets a member use a group's privileges
 -- only if the member has INHERIT, or after SET ROLE. The proxy never issues SET
 -- ROLE (and its guard refuses it from clients), so for a NOINHERIT login role the
@@ -33,14 +39,14 @@ BEGIN
     CREATE ROLE tenant_owner NOLOGIN;
   END IF;
   IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'tenant_app') THEN
-    CREATE ROLE tenant_app NOLOGIN;
+    CREATE ROLE tenant_app NOLOGIN NOINHERIT;
   END IF;
 END
 $do$;
 
 -- Re-assert attributes, in case someone changed them by hand.
 ALTER ROLE tenant_owner NOLOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS;
-ALTER ROLE tenant_app   NOLOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS;
+ALTER ROLE tenant_app   NOLOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS NOINHERIT;
 
 -- Helper schema: functions used by column defaults, policies and DBAs.
 -- tenant_app needs USAGE to evaluate the policies and defaults, nothing more.
