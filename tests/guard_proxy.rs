@@ -1,0 +1,406 @@
+//! The guard through the running proxy against real PostgreSQL: every attack
+//! in the corpus is refused with its SQLSTATE, leaves the pinned settings as
+//! they were, and exposes no other tenant's rows; every must-pass statement
+//! reaches the server; and refusals are protocol-correct (simple and extended
+//! protocol, pipelined, inside and outside transaction blocks).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+mod guard_corpus;
+
+use std::time::Duration;
+
+use bytes::{BufMut, BytesMut};
+use common::*;
+use guard_corpus::{Case, Expect};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_postgres::{Client, SimpleQueryMessage};
+
+const PROXY_PREFIX: &str = "pg-tenant-proxy";
+
+async fn pinned(c: &Client) -> (String, String) {
+    let rows = c
+        .simple_query("SELECT current_setting('app.current_organization_id'), current_setting('app.current_user_id')")
+        .await
+        .unwrap();
+    rows.iter()
+        .find_map(|m| match m {
+            SimpleQueryMessage::Row(r) => Some((r.get(0).unwrap().to_owned(), r.get(1).unwrap().to_owned())),
+            _ => None,
+        })
+        .unwrap()
+}
+
+/// Rows of tenant B visible to this session (must always be 0 for tenant A).
+async fn foreign_rows(c: &Client) -> i64 {
+    let q = format!(
+        "SELECT (SELECT count(*) FROM agent_instances WHERE organization_id = '{ORG_B}') + (SELECT count(*) FROM organizations WHERE id = '{ORG_B}')"
+    );
+    c.query_one(&q, &[]).await.unwrap().get(0)
+}
+
+fn expected_code(case: &Case) -> &str {
+    match &case.expect {
+        Expect::Deny(code) => code,
+        other => panic!("{}: not an attack: {other:?}", case.name),
+    }
+}
+
+#[tokio::test]
+async fn every_attack_is_refused_and_changes_nothing() {
+    let p = Proxy::start(&[]).await;
+    let attacks = guard_corpus::attacks();
+    assert!(attacks.len() >= 60, "attack corpus has {} cases", attacks.len());
+    let mut checked = 0;
+    for case in &attacks {
+        let Some(sql) = case.sql_str().filter(|s| !s.contains('\0')) else {
+            continue;
+        };
+        let c = p.connect(ORG_A, USER_A).await;
+        // Simple protocol.
+        let err = c
+            .simple_query(sql)
+            .await
+            .err()
+            .unwrap_or_else(|| panic!("{}: was not refused", case.name));
+        let db = err.as_db_error().unwrap_or_else(|| panic!("{}: {err}", case.name));
+        assert_eq!(db.code().code(), expected_code(case), "{}: {}", case.name, db.message());
+        assert!(
+            db.message().starts_with(PROXY_PREFIX),
+            "{}: refused by the server, not the proxy: {}",
+            case.name,
+            db.message()
+        );
+        // Extended protocol (Parse) is refused too.
+        let err = c
+            .prepare(sql)
+            .await
+            .err()
+            .unwrap_or_else(|| panic!("{}: Parse was not refused", case.name));
+        let db = err.as_db_error().unwrap();
+        assert!(
+            db.code().code() == expected_code(case) || db.code().code() == "42601",
+            "{}: Parse gave {} {}",
+            case.name,
+            db.code().code(),
+            db.message()
+        );
+        // Nothing moved.
+        c.batch_execute("ROLLBACK").await.ok();
+        assert_eq!(
+            pinned(&c).await,
+            (ORG_A.to_owned(), USER_A.to_owned()),
+            "{}: pinned settings moved",
+            case.name
+        );
+        assert_eq!(
+            foreign_rows(&c).await,
+            0,
+            "{}: tenant B's rows became visible",
+            case.name
+        );
+        assert_eq!(
+            c.query_one("SELECT current_user::text", &[])
+                .await
+                .unwrap()
+                .get::<_, String>(0),
+            "proxy_login",
+            "{}",
+            case.name
+        );
+        checked += 1;
+    }
+    assert!(checked >= 60, "only {checked} attacks ran through the proxy");
+}
+
+#[tokio::test]
+async fn attacks_with_bytes_a_driver_cannot_send_are_refused() {
+    // Invalid UTF-8 and embedded NULs go over a raw socket.
+    let p = Proxy::start(&[]).await;
+    let hex: Vec<Case> = guard_corpus::attacks()
+        .into_iter()
+        .filter(|c| c.sql_str().is_none() || c.sql.contains(&0))
+        .collect();
+    assert!(!hex.is_empty());
+    for case in &hex {
+        let mut s = authenticated_socket(&p).await;
+        s.write_all(&query_msg(&case.sql)).await.unwrap();
+        let msgs = read_until_ready(&mut s).await;
+        assert_eq!(tags(&msgs), vec![b'E', b'Z'], "{}", case.name);
+        // A NUL inside a Query makes the message malformed before any SQL is
+        // read: the relay answers 08P01 as PostgreSQL would.
+        let want = if case.sql.contains(&0) {
+            "08P01"
+        } else {
+            expected_code(case)
+        };
+        assert_eq!(error_code(&msgs[0].1), want, "{}", case.name);
+    }
+}
+
+#[tokio::test]
+async fn every_must_pass_statement_reaches_the_server() {
+    let p = Proxy::start(&[]).await;
+    let cases = guard_corpus::must_pass();
+    assert!(cases.len() >= 80);
+    for case in &cases {
+        let sql = case.sql_str().unwrap();
+        let c = p.connect(ORG_A, USER_A).await;
+        match c.simple_query(sql).await {
+            Ok(_) => {}
+            Err(e) => {
+                // The server may refuse a statement (a table the corpus names
+                // may not exist here); the proxy must not.
+                let msg = db_message(&e);
+                assert!(
+                    !msg.starts_with(PROXY_PREFIX),
+                    "{}: refused by the proxy: {msg}",
+                    case.name
+                );
+            }
+        }
+        c.batch_execute("ROLLBACK").await.ok();
+        assert_eq!(pinned(&c).await.0, ORG_A, "{}", case.name);
+    }
+}
+
+#[tokio::test]
+async fn refusal_inside_a_transaction_aborts_it_like_a_server_error() {
+    let p = Proxy::start(&[]).await;
+    let c = p.connect(ORG_A, USER_A).await;
+    c.batch_execute("BEGIN").await.unwrap();
+    c.batch_execute("INSERT INTO agent_instances (agent_id, agent_type, status) VALUES ('guard-tx-1', 'chat', 'new')")
+        .await
+        .unwrap();
+    let err = c
+        .batch_execute(&format!("SET app.current_organization_id = '{ORG_B}'"))
+        .await
+        .unwrap_err();
+    assert_eq!(sqlstate(&err), "42501");
+    let err = c.batch_execute("SELECT 1").await.unwrap_err();
+    assert_eq!(sqlstate(&err), "25P02", "the transaction must be aborted");
+    c.batch_execute("ROLLBACK").await.unwrap();
+    let n: i64 = c
+        .query_one(
+            "SELECT count(*) FROM agent_instances WHERE agent_id = 'guard-tx-1'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 0, "the aborted transaction's insert is gone");
+    assert_eq!(pinned(&c).await.0, ORG_A);
+    // Extended protocol inside a transaction behaves the same.
+    c.batch_execute("BEGIN").await.unwrap();
+    let err = c
+        .query("SELECT set_config('app.current_organization_id', $1, false)", &[&ORG_B])
+        .await
+        .unwrap_err();
+    assert_eq!(sqlstate(&err), "42501");
+    let err = c.query("SELECT 1", &[]).await.unwrap_err();
+    assert_eq!(sqlstate(&err), "25P02");
+    c.batch_execute("ROLLBACK").await.unwrap();
+    assert_eq!(c.query_one("SELECT 2", &[]).await.unwrap().get::<_, i32>(0), 2);
+}
+
+#[tokio::test]
+async fn refused_multi_statement_query_runs_none_of_it() {
+    let p = Proxy::start(&[]).await;
+    let c = p.connect(ORG_A, USER_A).await;
+    let err = c
+        .batch_execute("INSERT INTO agent_instances (agent_id, agent_type, status) VALUES ('guard-multi-1', 'chat', 'new'); SET ROLE tenant_owner")
+        .await
+        .unwrap_err();
+    assert_eq!(sqlstate(&err), "42501");
+    let n: i64 = c
+        .query_one(
+            "SELECT count(*) FROM agent_instances WHERE agent_id = 'guard-multi-1'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 0);
+}
+
+#[tokio::test]
+async fn pipelined_queries_around_a_refusal_stay_in_order() {
+    let p = Proxy::start(&[]).await;
+    let c = p.connect(ORG_A, USER_A).await;
+    let bad = format!("SELECT set_config('app.current_organization_id', '{ORG_B}', false)");
+    let (r1, r2, r3, r4) = tokio::join!(
+        c.query_one("SELECT 1::int", &[]),
+        c.query_one(bad.as_str(), &[]),
+        c.query_one("SELECT 3::int", &[]),
+        c.simple_query("SET ROLE tenant_owner"),
+    );
+    assert_eq!(r1.unwrap().get::<_, i32>(0), 1);
+    assert_eq!(sqlstate(&r2.unwrap_err()), "42501");
+    assert_eq!(r3.unwrap().get::<_, i32>(0), 3);
+    assert_eq!(sqlstate(&r4.unwrap_err()), "42501");
+    assert_eq!(pinned(&c).await.0, ORG_A);
+}
+
+// ---- raw protocol helpers ----
+
+async fn authenticated_socket(p: &Proxy) -> tokio::net::TcpStream {
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", p.port)).await.unwrap();
+    let mut body = BytesMut::new();
+    body.put_i32(3 << 16);
+    for (k, v) in [("user", "app"), ("database", "app")] {
+        body.put_slice(k.as_bytes());
+        body.put_u8(0);
+        body.put_slice(v.as_bytes());
+        body.put_u8(0);
+    }
+    body.put_u8(0);
+    let mut pkt = BytesMut::new();
+    pkt.put_i32(body.len() as i32 + 4);
+    pkt.put_slice(&body);
+    s.write_all(&pkt).await.unwrap();
+    assert_eq!(read_msg(&mut s).await.0, b'R');
+    let token = p.token(ORG_A, Some(USER_A), 600);
+    s.write_all(&msg(b'p', |b| {
+        b.put_slice(token.as_bytes());
+        b.put_u8(0);
+    }))
+    .await
+    .unwrap();
+    read_until_ready(&mut s).await;
+    s
+}
+
+fn msg(tag: u8, body: impl FnOnce(&mut BytesMut)) -> BytesMut {
+    let mut b = BytesMut::new();
+    body(&mut b);
+    let mut out = BytesMut::new();
+    out.put_u8(tag);
+    out.put_i32(b.len() as i32 + 4);
+    out.put_slice(&b);
+    out
+}
+
+fn query_msg(sql: &[u8]) -> BytesMut {
+    msg(b'Q', |b| {
+        b.put_slice(sql);
+        b.put_u8(0);
+    })
+}
+
+fn parse_bind_execute(sql: &str) -> BytesMut {
+    let mut out = msg(b'P', |b| {
+        b.put_u8(0);
+        b.put_slice(sql.as_bytes());
+        b.put_u8(0);
+        b.put_i16(0);
+    });
+    out.extend_from_slice(&msg(b'B', |b| {
+        b.put_u8(0);
+        b.put_u8(0);
+        b.put_i16(0);
+        b.put_i16(0);
+        b.put_i16(0);
+    }));
+    out.extend_from_slice(&msg(b'E', |b| {
+        b.put_u8(0);
+        b.put_i32(0);
+    }));
+    out
+}
+
+async fn read_msg(s: &mut tokio::net::TcpStream) -> (u8, Vec<u8>) {
+    let tag = s.read_u8().await.unwrap();
+    let len = s.read_i32().await.unwrap();
+    let mut body = vec![0; len as usize - 4];
+    s.read_exact(&mut body).await.unwrap();
+    (tag, body)
+}
+
+async fn read_until_ready(s: &mut tokio::net::TcpStream) -> Vec<(u8, Vec<u8>)> {
+    let mut out = Vec::new();
+    loop {
+        let m = tokio::time::timeout(Duration::from_secs(10), read_msg(s))
+            .await
+            .expect("no ReadyForQuery: desynchronised");
+        let done = m.0 == b'Z';
+        out.push(m);
+        if done {
+            return out;
+        }
+    }
+}
+
+fn tags(msgs: &[(u8, Vec<u8>)]) -> Vec<u8> {
+    msgs.iter().map(|m| m.0).collect()
+}
+
+fn error_code(body: &[u8]) -> String {
+    String::from_utf8_lossy(body)
+        .split('\0')
+        .find_map(|f| f.strip_prefix('C'))
+        .unwrap_or_default()
+        .to_owned()
+}
+
+#[tokio::test]
+async fn refused_parse_discards_until_sync_like_postgresql() {
+    let p = Proxy::start(&[]).await;
+    let mut s = authenticated_socket(&p).await;
+    // Pipeline without Sync: a refused Parse, then a good statement; one Sync.
+    let mut batch = parse_bind_execute("SELECT set_config('app.current_organization_id', 'x', false)");
+    batch.extend_from_slice(&parse_bind_execute("SELECT 42"));
+    batch.extend_from_slice(&msg(b'S', |_| {}));
+    s.write_all(&batch).await.unwrap();
+    let msgs = read_until_ready(&mut s).await;
+    assert_eq!(
+        tags(&msgs),
+        vec![b'E', b'Z'],
+        "everything after the refusal is discarded until Sync"
+    );
+    assert_eq!(error_code(&msgs[0].1), "42501");
+    assert_eq!(msgs[1].1, b"I");
+    // The session is in sync: the same good statement now runs.
+    let mut batch = parse_bind_execute("SELECT 42");
+    batch.extend_from_slice(&msg(b'S', |_| {}));
+    s.write_all(&batch).await.unwrap();
+    let msgs = read_until_ready(&mut s).await;
+    assert_eq!(tags(&msgs), vec![b'1', b'2', b'D', b'C', b'Z']);
+    // In a transaction block, ReadyForQuery reports the failed state.
+    s.write_all(&query_msg(b"BEGIN")).await.unwrap();
+    read_until_ready(&mut s).await;
+    let mut batch = parse_bind_execute("SET ROLE tenant_owner");
+    batch.extend_from_slice(&msg(b'S', |_| {}));
+    s.write_all(&batch).await.unwrap();
+    let msgs = read_until_ready(&mut s).await;
+    assert_eq!(tags(&msgs), vec![b'E', b'Z']);
+    assert_eq!(msgs[1].1, b"E", "transaction status is failed");
+}
+
+#[tokio::test]
+async fn fast_path_function_call_is_refused() {
+    let p = Proxy::start(&[]).await;
+    let mut s = authenticated_socket(&p).await;
+    // FunctionCall of set_config (OID 2078) with three text arguments.
+    let call = msg(b'F', |b| {
+        b.put_i32(2078);
+        b.put_i16(1);
+        b.put_i16(0);
+        b.put_i16(3);
+        for a in ["app.current_organization_id", ORG_B, "false"] {
+            b.put_i32(a.len() as i32);
+            b.put_slice(a.as_bytes());
+        }
+        b.put_i16(0);
+    });
+    s.write_all(&call).await.unwrap();
+    let msgs = read_until_ready(&mut s).await;
+    assert_eq!(tags(&msgs), vec![b'E', b'Z']);
+    assert_eq!(error_code(&msgs[0].1), "42501");
+    s.write_all(&query_msg(b"SELECT current_setting('app.current_organization_id')"))
+        .await
+        .unwrap();
+    let msgs = read_until_ready(&mut s).await;
+    let row = msgs.iter().find(|m| m.0 == b'D').unwrap();
+    assert!(String::from_utf8_lossy(&row.1).contains(ORG_A));
+}
