@@ -3,7 +3,7 @@
 -- application this is a 404, exactly as for a key that does not exist.
 -- By hand: PGPASSWORD=$TOKEN_A psql -X -h 127.0.0.1 -p $PROXY_PORT -U app -d app -f cross_tenant_lookup.sql
 
--- By primary key, in every table (B's ids are bbbbbbbb-TTTT-..., see fixtures/seed.sql).
+-- By primary key, in every table (B's ids are bbbbbbbb-TTTT-..., see sql/demo/seed.sql).
 
 SELECT * FROM organizations WHERE id = 'bbbbbbbb-0000-4000-8000-000000000001';
 SELECT * FROM users WHERE id = 'bbbbbbbb-0001-4000-8000-000000000001';

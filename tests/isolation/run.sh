@@ -12,7 +12,7 @@
 # What it does: starts a throwaway PostgreSQL (tests/support/pg.sh), creates database
 # `app`, applies sql/*.sql twice with the DBA contract command and checks that the
 # second pass changed nothing (schema, ACL and role snapshots), creates the login roles,
-# seeds two organizations (fixtures/seed.sql), starts pg-tenant-proxy, mints one token
+# seeds two organizations (sql/demo/seed.sql), starts pg-tenant-proxy, mints one token
 # per tenant, and runs each script with plain psql. Each script names on its first
 # lines how it connects ("-- run-as: ..."):
 #   tenant_a / tenant_b   through the proxy with that tenant's token
@@ -42,7 +42,7 @@ for arg in "$@"; do
   esac
 done
 
-# Fixed identities, the same as in fixtures/seed.sql.
+# Fixed identities, the same as in sql/demo/seed.sql.
 ORG_A=aaaaaaaa-0000-4000-8000-000000000001
 USER_A=aaaaaaaa-0001-4000-8000-000000000001
 ORG_B=bbbbbbbb-0000-4000-8000-000000000001
@@ -113,7 +113,7 @@ CREATE ROLE proxy_login LOGIN PASSWORD :'pw' IN ROLE tenant_app;
 CREATE ROLE proxy_login_noinherit LOGIN NOINHERIT PASSWORD :'pw' IN ROLE tenant_app;
 ALTER ROLE proxy_login_noinherit SET role = 'tenant_app';
 SQL
-pg_psql -d app -f "$HERE/fixtures/seed.sql" >/dev/null
+pg_psql -d app -f "$ROOT/sql/demo/seed.sql" >/dev/null
 
 # --- proxy ------------------------------------------------------------------------
 if [ "$DIRECT" = 0 ]; then
