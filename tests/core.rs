@@ -607,3 +607,159 @@ async fn plaintext_is_refused_from_networks_not_allowed() {
     assert_eq!(sqlstate(&err), "28000");
     assert!(db_message(&err).contains("TLS"));
 }
+
+/// Prepends `lines` to the cluster's pg_hba.conf and reloads it.
+async fn prepend_hba(lines: &str) {
+    let pg = pg();
+    let path = pg.dir.join("data/pg_hba.conf");
+    let old = std::fs::read_to_string(&path).unwrap();
+    if !old.contains(lines) {
+        std::fs::write(&path, format!("{lines}\n{old}")).unwrap();
+    }
+    let su = superuser("app").await;
+    su.simple_query("SELECT pg_reload_conf()").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+}
+
+#[tokio::test]
+async fn upstream_login_with_md5_cleartext_and_trust_over_a_unix_socket() {
+    let su = superuser("app").await;
+    su.batch_execute(
+        "DO $$ BEGIN
+           IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'proxy_md5') THEN
+             SET LOCAL password_encryption = 'md5';
+             CREATE ROLE proxy_md5 LOGIN PASSWORD 'md5-secret' IN ROLE tenant_app;
+           END IF;
+           IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'proxy_clear') THEN
+             CREATE ROLE proxy_clear LOGIN PASSWORD 'clear-secret' IN ROLE tenant_app;
+           END IF;
+         END $$;",
+    )
+    .await
+    .unwrap();
+    prepend_hba("host app proxy_md5 127.0.0.1/32 md5\nhost app proxy_clear 127.0.0.1/32 password").await;
+    let pg = pg();
+    for (role, pw) in [("proxy_md5", "md5-secret"), ("proxy_clear", "clear-secret")] {
+        let url = format!("postgresql://{role}:{pw}@127.0.0.1:{}/app?sslmode=disable", pg.port);
+        let dir = tempfile::tempdir().unwrap();
+        let pwf = dir.path().join("pw");
+        std::fs::write(&pwf, pw).unwrap();
+        let p = Proxy::start_with_upstream(&url, &["--upstream-password-file", pwf.to_str().unwrap()]).await;
+        let c = p.connect(ORG_A, USER_A).await;
+        let row = c
+            .query_one(
+                "SELECT current_user::text, current_setting('app.current_organization_id')",
+                &[],
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            (row.get::<_, String>(0), row.get::<_, String>(1)),
+            (role.to_owned(), ORG_A.to_owned())
+        );
+    }
+    // The Unix socket: pg.sh's local auth is trust, so no password is sent.
+    let url = format!(
+        "postgresql://proxy_login@localhost:{}/app?host={}",
+        pg.port,
+        pg.dir.display()
+    );
+    let p = Proxy::start_with_upstream(&url, &[]).await;
+    let c = p.connect(ORG_B, USER_B).await;
+    let row = c
+        .query_one("SELECT current_setting('app.current_organization_id')", &[])
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), ORG_B);
+}
+
+fn write_file(dir: &std::path::Path, name: &str, body: &str) -> std::path::PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, body).unwrap();
+    p
+}
+
+#[tokio::test]
+async fn public_key_and_jwks_tokens_work_end_to_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let pg = pg();
+    let upstream = format!("postgresql://proxy_login@127.0.0.1:{}/app?sslmode=disable", pg.port);
+    for (alg, rc_alg) in [
+        ("RS256", &rcgen::PKCS_RSA_SHA256),
+        ("ES256", &rcgen::PKCS_ECDSA_P256_SHA256),
+        ("EdDSA", &rcgen::PKCS_ED25519),
+    ] {
+        let kp = rcgen::KeyPair::generate_for(rc_alg).unwrap();
+        let private = write_file(dir.path(), &format!("{alg}.key"), &kp.serialize_pem());
+        let public = write_file(dir.path(), &format!("{alg}.pub"), &kp.public_key_pem());
+        // The proxy under test reads the public key; the harness's secret file is ignored.
+        let p = Proxy::start_with_upstream_keys(&upstream, &["--jwt-public-key-file", public.to_str().unwrap()]).await;
+        let out = std::process::Command::new(bin())
+            .args([
+                "token",
+                "--private-key-file",
+                private.to_str().unwrap(),
+                "--alg",
+                alg,
+                "--org",
+                ORG_B,
+                "--kid",
+                "k1",
+            ])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+        let c = p.try_connect(&token).await.unwrap_or_else(|e| panic!("{alg}: {e}"));
+        assert_eq!(setting(&c, "app.current_organization_id").await, ORG_B, "{alg}");
+        // An HS256 token signed with the public key's bytes is refused.
+        let confused = jwt(
+            serde_json::json!({"organization_id": ORG_B, "exp": now() + 600}),
+            kp.public_key_pem().as_bytes(),
+        );
+        assert_eq!(
+            sqlstate(&p.try_connect(&confused).await.err().unwrap()),
+            "28P01",
+            "{alg}"
+        );
+
+        // The same key in a JWKS file, selected by kid.
+        let dk = match alg {
+            "RS256" => jsonwebtoken::DecodingKey::from_rsa_pem(kp.public_key_pem().as_bytes()),
+            "ES256" => jsonwebtoken::DecodingKey::from_ec_pem(kp.public_key_pem().as_bytes()),
+            _ => jsonwebtoken::DecodingKey::from_ed_pem(kp.public_key_pem().as_bytes()),
+        }
+        .unwrap();
+        let mut jwk = jsonwebtoken::jwk::Jwk::from_decoding_key(&dk, Some(alg.parse().unwrap())).unwrap();
+        jwk.common.key_id = Some("k1".into());
+        let jwks = write_file(
+            dir.path(),
+            &format!("{alg}.jwks"),
+            &serde_json::json!({"keys": [jwk]}).to_string(),
+        );
+        let pj = Proxy::start_with_upstream_keys(&upstream, &["--jwks-file", jwks.to_str().unwrap()]).await;
+        let c = pj
+            .try_connect(&token)
+            .await
+            .unwrap_or_else(|e| panic!("{alg} via JWKS: {e}"));
+        assert_eq!(setting(&c, "app.current_organization_id").await, ORG_B);
+        let out = std::process::Command::new(bin())
+            .args([
+                "token",
+                "--private-key-file",
+                private.to_str().unwrap(),
+                "--alg",
+                alg,
+                "--org",
+                ORG_B,
+                "--kid",
+                "unknown",
+            ])
+            .output()
+            .unwrap();
+        let unknown_kid = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+        let err = pj.try_connect(&unknown_kid).await.err().unwrap();
+        assert_eq!(sqlstate(&err), "28P01");
+        assert!(db_message(&err).contains("kid"));
+    }
+}

@@ -151,18 +151,29 @@ impl Proxy {
         Self::start_with_upstream(&upstream, extra).await
     }
 
-    /// Starts a proxy with the given upstream URL.
+    /// Starts a proxy with the given upstream URL (HMAC secret for tokens).
     pub async fn start_with_upstream(upstream: &str, extra: &[&str]) -> Proxy {
+        Self::spawn(upstream, extra, true).await
+    }
+
+    /// Starts a proxy whose token key comes from `extra` (no HMAC secret flag).
+    pub async fn start_with_upstream_keys(upstream: &str, extra: &[&str]) -> Proxy {
+        Self::spawn(upstream, extra, false).await
+    }
+
+    async fn spawn(upstream: &str, extra: &[&str], with_secret: bool) -> Proxy {
         let tmp = tempfile::tempdir().unwrap();
         let secret_file = tmp.path().join("secret");
         std::fs::write(&secret_file, SECRET).unwrap();
         let port = free_port();
         let log = tmp.path().join("proxy.log");
-        let child = Command::new(bin())
-            .arg("serve")
-            .args(["--listen", &format!("127.0.0.1:{port}"), "--upstream", upstream])
-            .arg("--jwt-secret-file")
-            .arg(&secret_file)
+        let mut cmd = Command::new(bin());
+        cmd.arg("serve")
+            .args(["--listen", &format!("127.0.0.1:{port}"), "--upstream", upstream]);
+        if with_secret {
+            cmd.arg("--jwt-secret-file").arg(&secret_file);
+        }
+        let child = cmd
             .args(extra)
             .env("PGTP_UPSTREAM_PASSWORD", LOGIN_PASSWORD)
             .env("RUST_LOG", "debug")
