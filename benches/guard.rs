@@ -1,2 +1,131 @@
-//! Criterion benchmark of the statement guard on the hot path.
-fn main() {}
+//! Criterion benchmark of the statement guard on the relay's hot path.
+//!
+//! - `cached/plain_select`: a repeated prepared statement (cache hit).
+//! - `uncached/plain_select`: the same statement with the cache disabled
+//!   (prefilter: parser check plus text scan, every time).
+//! - `uncached/typical_200b`: a typical ~200-byte ORM statement (prefilter).
+//! - `uncached/typical_200b_full_walk`: a ~200-byte catalog query the
+//!   prefilter declines: full parse, flatten and walk.
+//! - `uncached/attack_in_cte`: a refused statement, full check.
+//! - `pg_query_baseline/*`: pg_query's own parse, split and scan alone.
+//! - `cached_contended/*`: cache hits from 2 and 8 threads at once.
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
+use pg_tenant_proxy::guard::{Guard, GuardConfig, TenantScope, Verdict};
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const PLAIN: &[u8] = b"SELECT * FROM agent_instances WHERE id = $1";
+const TYPICAL: &[u8] = b"SELECT p.id, p.name, p.created_at, o.display_name FROM projects AS p JOIN organizations AS o ON o.id = p.organization_id WHERE p.owner_id = $1 AND p.archived = false ORDER BY p.created_at DESC LIMIT 50";
+/// A typical ~200-byte statement the prefilter declines (it names pg_*), so
+/// it always takes the full parse and walk.
+const TYPICAL_FULL: &[u8] = b"SELECT n.nspname, c.relname, a.attname FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid WHERE c.relname = $1";
+const ATTACK: &[u8] = b"WITH x AS (SELECT set_config('app.current_organization_id', 'x', false)) SELECT * FROM x";
+
+fn guard(entries: usize) -> Guard {
+    let cfg = GuardConfig {
+        verdict_cache_entries: entries,
+        ..GuardConfig::default()
+    };
+    match Guard::new(&cfg) {
+        Ok(g) => g,
+        Err(e) => panic!("config: {e}"),
+    }
+}
+
+fn scope() -> TenantScope {
+    TenantScope::new(uuid::Uuid::from_u128(42))
+}
+
+fn bench(c: &mut Criterion) {
+    let s = scope();
+    for t in [TYPICAL, TYPICAL_FULL] {
+        assert!(t.len() >= 190 && t.len() <= 210, "{}", t.len());
+    }
+
+    let cached = guard(4096);
+    assert_eq!(cached.check_parse(PLAIN, &s), Verdict::Allow);
+    c.bench_function("cached/plain_select", |b| {
+        b.iter(|| cached.check_parse(black_box(PLAIN), &s))
+    });
+
+    let uncached = guard(0);
+    let mut g = c.benchmark_group("uncached");
+    g.bench_function("plain_select", |b| {
+        b.iter(|| uncached.check_parse(black_box(PLAIN), &s))
+    });
+    g.bench_function("typical_200b", |b| {
+        b.iter(|| uncached.check_query(black_box(TYPICAL), &s))
+    });
+    g.bench_function("typical_200b_full_walk", |b| {
+        b.iter(|| uncached.check_query(black_box(TYPICAL_FULL), &s))
+    });
+    g.bench_function("attack_in_cte", |b| {
+        b.iter(|| uncached.check_query(black_box(ATTACK), &s))
+    });
+    g.finish();
+
+    // Baselines: what pg_query itself costs on the same ~200-byte statement.
+    let mut g = c.benchmark_group("pg_query_baseline");
+    g.bench_function("parse_200b", |b| {
+        let text = std::str::from_utf8(TYPICAL).unwrap_or_default();
+        b.iter(|| pg_query::parse(black_box(text), 0).map(|r| r.protobuf.stmts.len()))
+    });
+    g.bench_function("split_with_parser_200b", |b| {
+        let text = std::str::from_utf8(TYPICAL).unwrap_or_default();
+        b.iter(|| pg_query::split_with_parser(black_box(text)).map(|r| r.len()))
+    });
+    g.bench_function("scan_200b", |b| {
+        let text = std::str::from_utf8(TYPICAL).unwrap_or_default();
+        b.iter(|| pg_query::scan(black_box(text)).map(|r| r.tokens.len()))
+    });
+    g.finish();
+
+    let shared = Arc::new(guard(4096));
+    let mut g = c.benchmark_group("cached_contended");
+    for threads in [2usize, 8] {
+        g.bench_with_input(BenchmarkId::from_parameter(threads), &threads, |b, &threads| {
+            b.iter_custom(|iters| per_call_time(&shared, threads, iters));
+        });
+    }
+    g.finish();
+}
+
+/// Runs `iters` cache-hit checks on each of `threads` threads at once and
+/// returns the wall time divided by `threads`, i.e. the time per check as
+/// seen by one session.
+fn per_call_time(guard: &Arc<Guard>, threads: usize, iters: u64) -> Duration {
+    let barrier = Arc::new(std::sync::Barrier::new(threads));
+    let handles: Vec<_> = (0..threads)
+        .map(|_| {
+            let guard = Arc::clone(guard);
+            let barrier = Arc::clone(&barrier);
+            std::thread::spawn(move || {
+                let s = scope();
+                barrier.wait();
+                let start = Instant::now();
+                for _ in 0..iters {
+                    black_box(guard.check_parse(black_box(PLAIN), &s));
+                }
+                start.elapsed()
+            })
+        })
+        .collect();
+    let mut longest = Duration::ZERO;
+    for h in handles {
+        if let Ok(d) = h.join() {
+            longest = longest.max(d);
+        }
+    }
+    longest
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default()
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3));
+    targets = bench
+}
+criterion_main!(benches);

@@ -160,6 +160,23 @@ pub(crate) fn check_call(name: &str) -> Result<(), Refusal> {
     Ok(())
 }
 
+/// Every name or name prefix any rule of the walk reacts to. The prefilter
+/// falls back to the full walk whenever a statement's text contains one
+/// (a test checks that each contains one of the prefilter's anchors).
+#[cfg(test)]
+pub(crate) fn sensitive_names() -> impl Iterator<Item = &'static str> {
+    ACTIVITY
+        .iter()
+        .chain(SIGNAL)
+        .chain(LARGE_OBJECT)
+        .chain(ADVISORY)
+        .chain(DYNAMIC_SQL)
+        .chain(SESSION_LOCAL_UNLOCKS)
+        .copied()
+        .chain(CALL_PREFIXES.iter().map(|(p, _)| *p))
+        .chain(["pg_notify", "set_config", "ts_rewrite", "pg_settings"])
+}
+
 /// Whether a name is `pg_settings` (updating it calls `set_config`).
 pub(crate) fn is_pg_settings(name: &str) -> bool {
     name.eq_ignore_ascii_case("pg_settings")

@@ -13,6 +13,7 @@
 //! - `settings`: SET / RESET / set_config decisions.
 //! - `functions`: side-channel and dynamic-SQL names.
 //! - `notify`: per-tenant channel scoping.
+//! - `prefilter`: lets plainly safe statements skip the full walk.
 //! - `cache`: the shared verdict cache.
 //! - `refusal`: the client-visible messages.
 //!
@@ -24,6 +25,7 @@
 mod cache;
 mod functions;
 mod notify;
+mod prefilter;
 mod refusal;
 mod settings;
 mod tree;
@@ -178,15 +180,26 @@ impl Guard {
         if text.contains('\0') {
             return Checked::Verdict(Cached::Deny(refusal::nul_byte()));
         }
-        let parsed = match pg_query::parse(text, 0) {
-            Ok(p) => p,
-            Err(e) => {
+        if prefilter::plainly_safe(text) {
+            return Checked::Verdict(Cached::Allow);
+        }
+        self.walk_text(text)
+    }
+
+    /// The full decision: parse, flatten and walk every statement.
+    fn walk_text(&self, text: &str) -> Checked {
+        // pg_query's own post-processing indexes into the tree; a panic there
+        // on hostile input must refuse the statement, not end the session.
+        let parsed = match std::panic::catch_unwind(|| pg_query::parse(text, 0)) {
+            Ok(Ok(p)) => p,
+            Ok(Err(e)) => {
                 let msg = match &e {
                     pg_query::Error::Parse(m) => m.as_str(),
                     _ => "invalid statement",
                 };
                 return Checked::Verdict(Cached::Deny(refusal::unparsable(msg)));
             }
+            Err(_) => return Checked::Verdict(Cached::Deny(refusal::internal())),
         };
         let mut rewrite_needed = false;
         for raw in &parsed.protobuf.stmts {

@@ -113,3 +113,58 @@ fn guard_is_send_and_sync() {
     check::<Guard>();
     check::<TenantScope>();
 }
+
+#[path = "../../tests/guard_corpus/mod.rs"]
+mod guard_corpus;
+
+/// Texts to compare the prefilter and the walk on: both corpora, plus
+/// variants of each (case changes, wrapped in a query, commented).
+fn comparison_texts() -> Vec<String> {
+    let mut out = Vec::new();
+    for case in guard_corpus::must_pass().into_iter().chain(guard_corpus::attacks()) {
+        let Some(sql) = case.sql_str() else { continue };
+        out.push(sql.to_owned());
+        out.push(sql.to_ascii_uppercase());
+        out.push(sql.to_ascii_lowercase());
+        out.push(format!("SELECT 1; {sql}"));
+        out.push(format!("/* x */ ({sql})"));
+        out.push(format!("WITH q AS ({sql}) SELECT * FROM q"));
+        out.push(format!("SELECT * FROM t WHERE x IN ({sql})"));
+    }
+    out
+}
+
+#[test]
+fn prefilter_never_passes_what_the_walk_refuses() {
+    let g = guard();
+    let mut passed = 0usize;
+    for text in comparison_texts() {
+        if text.contains('\0') || !prefilter::plainly_safe(&text) {
+            continue;
+        }
+        passed += 1;
+        match g.walk_text(&text) {
+            Checked::Verdict(Cached::Allow) => {}
+            Checked::Verdict(Cached::Deny(e)) => {
+                panic!("prefilter passed {text:?}, walk refused: {}", e.message)
+            }
+            Checked::NeedsRewrite(_) => panic!("prefilter passed {text:?}, walk rewrites it"),
+        }
+    }
+    // The prefilter must actually take part (plain queries skip the walk).
+    assert!(passed > 50, "prefilter passed only {passed} texts");
+}
+
+#[test]
+fn prefilter_refuses_nothing_itself() {
+    // The prefilter only ever answers "plainly safe" or "don't know": every
+    // attack must still be refused with the prefilter in the path.
+    let g = guard();
+    for case in guard_corpus::attacks() {
+        assert!(
+            matches!(g.check_query(&case.sql, &scope()), Verdict::Deny(_)),
+            "{}",
+            case.name
+        );
+    }
+}
