@@ -261,3 +261,33 @@ CREATE RULE r2 AS ON INSERT TO projects DO ALSO NOTIFY jobs
 LISTEN a_channel_name_that_is_longer_than_forty_bytes_x
 -- @case notify_channel_too_long_second_statement [class 7]
 SELECT 1; NOTIFY a_channel_name_that_is_longer_than_forty_bytes_x
+-- @case set_config_via_call [class 3]
+CALL set_config('app.current_organization_id', 'x', false)
+-- @case set_config_in_alter_column_default [class 3]
+ALTER TABLE projects ALTER COLUMN name SET DEFAULT set_config('app.current_organization_id', 'x', false)
+-- @case set_config_role_in_policy [class 2]
+CREATE POLICY p ON projects USING (set_config('role', 'tenant_owner', false) IS NULL)
+-- @case set_config_in_rows_from [class 3]
+SELECT * FROM ROWS FROM (set_config('app.current_organization_id', 'x', false))
+-- @case set_config_in_xmltable_path [class 3]
+SELECT * FROM XMLTABLE('/a' PASSING xmlparse(document '<a/>') COLUMNS x text PATH set_config('app.current_organization_id', 'x', false))
+-- @case set_config_in_json_constructor [class 3]
+SELECT JSON_OBJECT('a': set_config('app.current_organization_id', 'x', false))
+-- @case set_config_as_window_call [class 3]
+SELECT set_config('app.current_organization_id', 'x', false) OVER ()
+-- @case set_config_as_aggregate_transition [class 3]
+CREATE AGGREGATE agg(text) (SFUNC = set_config, STYPE = text)
+-- @case alter_function_reset_protected [class 1]
+ALTER FUNCTION public.touch() RESET app.current_organization_id
+-- @case insert_into_pg_settings [class 1]
+INSERT INTO pg_settings (name, setting) VALUES ('app.current_organization_id', 'x')
+-- @case merge_into_pg_settings [class 1]
+MERGE INTO pg_settings s USING (SELECT 1) v ON true WHEN MATCHED THEN UPDATE SET setting = 'x'
+-- @case trigger_calls_terminate_backend [class 7]
+CREATE TRIGGER t BEFORE INSERT ON projects FOR EACH ROW EXECUTE FUNCTION pg_terminate_backend()
+-- @case security_label_on_large_object [class 7]
+SECURITY LABEL ON LARGE OBJECT 16400 IS 'x'
+-- @case default_privileges_on_large_objects [class 7]
+ALTER DEFAULT PRIVILEGES GRANT SELECT ON LARGE OBJECTS TO PUBLIC
+-- @case dblink_exec_hidden_sql [class 5]
+SELECT dblink_exec('dbname=app', 'SET ROLE postgres')

@@ -333,3 +333,15 @@ TRUNCATE TABLE tmp_ids
 CREATE TEMP VIEW active_projects AS SELECT * FROM projects WHERE NOT archived
 -- @case vacuum_table
 VACUUM (ANALYZE) projects
+-- @case set_session_authorization_default
+SET SESSION AUTHORIZATION DEFAULT
+-- @case set_transaction_snapshot
+SET TRANSACTION SNAPSHOT '00000003-0000001B-1'
+-- @case qualified_current_setting
+SELECT pg_catalog.current_setting('app.current_organization_id')
+-- @case exists_over_pg_settings
+SELECT * FROM projects WHERE EXISTS (SELECT 1 FROM pg_settings s WHERE s.name = 'work_mem')
+-- @case listen_several_channels [rewrite]
+UNLISTEN *; LISTEN a; LISTEN b
+-- @case advisory_unlock_own_lock
+SELECT pg_advisory_unlock(1)
