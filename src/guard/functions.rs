@@ -17,6 +17,8 @@ const ACTIVITY: &[&str] = &[
     "pg_stat_statements",
     "pg_stat_statements_info",
     "pg_stat_statements_reset",
+    "pg_locks",
+    "pg_lock_status",
     "pg_blocking_pids",
     "pg_safe_snapshot_blocking_pids",
 ];

@@ -291,3 +291,5 @@ SECURITY LABEL ON LARGE OBJECT 16400 IS 'x'
 ALTER DEFAULT PRIVILEGES GRANT SELECT ON LARGE OBJECTS TO PUBLIC
 -- @case dblink_exec_hidden_sql [class 5]
 SELECT dblink_exec('dbname=app', 'SET ROLE postgres')
+-- @case pg_locks_lists_other_sessions [class 7]
+SELECT locktype, objid, pid FROM pg_locks WHERE locktype = 'advisory'
