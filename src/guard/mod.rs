@@ -19,7 +19,7 @@
 //!
 //! See `docs/threat-model.md` for the classes of attack and each decision.
 
-#![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 #![cfg_attr(test, allow(clippy::panic))]
 
 mod cache;
@@ -192,12 +192,15 @@ impl Guard {
         // on hostile input must refuse the statement, not end the session.
         let parsed = match std::panic::catch_unwind(|| pg_query::parse(text, 0)) {
             Ok(Ok(p)) => p,
-            Ok(Err(e)) => {
-                let msg = match &e {
-                    pg_query::Error::Parse(m) => m.as_str(),
-                    _ => "invalid statement",
-                };
-                return Checked::Verdict(Cached::Deny(refusal::unparsable(msg)));
+            Ok(Err(pg_query::Error::Parse(msg))) => {
+                return Checked::Verdict(Cached::Deny(refusal::unparsable(&msg)));
+            }
+            Ok(Err(pg_query::Error::Decode(_))) => {
+                // The parse tree is deeper than the decoder's recursion limit.
+                return Checked::Verdict(Cached::Deny(refusal::too_deep()));
+            }
+            Ok(Err(_)) => {
+                return Checked::Verdict(Cached::Deny(refusal::unparsable("invalid statement")));
             }
             Err(_) => return Checked::Verdict(Cached::Deny(refusal::internal())),
         };

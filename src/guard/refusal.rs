@@ -167,6 +167,14 @@ pub(crate) fn unparsable(parser_message: &str) -> Refusal {
     )
 }
 
+pub(crate) fn too_deep() -> Refusal {
+    ClientError::error(
+        SqlState::ProgramLimitExceeded,
+        format!("{PREFIX}statement refused: it is nested too deeply for the proxy to inspect"),
+    )
+    .with_hint("Split long chains of operators or deeply nested expressions.")
+}
+
 pub(crate) fn invalid_utf8() -> Refusal {
     ClientError::error(
         SqlState::CharacterNotInRepertoire,

@@ -168,3 +168,14 @@ fn prefilter_refuses_nothing_itself() {
         );
     }
 }
+
+#[test]
+fn deeply_nested_expression_refused_not_forwarded() {
+    let g = guard();
+    // Names pg_* so the prefilter declines and the full decode runs.
+    let sql = format!("SELECT {}", vec!["pg_backend_pid()"; 400].join(" + "));
+    assert_eq!(
+        code(&g.check_query(sql.as_bytes(), &scope())),
+        Some(SqlState::ProgramLimitExceeded)
+    );
+}

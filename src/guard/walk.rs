@@ -16,14 +16,7 @@ const OBJECT_LARGEOBJECT: i64 = 23;
 
 /// Fields whose integer is an `ObjectType` (GRANT, COMMENT, ALTER ... OWNER,
 /// SECURITY LABEL, DROP, RENAME, ALTER DEFAULT PRIVILEGES).
-const OBJECT_TYPE_FIELDS: &[&str] = &[
-    "objtype",
-    "object_type",
-    "remove_type",
-    "rename_type",
-    "relation_type",
-    "targtype",
-];
+const OBJECT_TYPE_FIELDS: &[&str] = &["objtype", "object_type", "remove_type", "rename_type", "relation_type"];
 
 /// Statements that write to their `relation` field.
 const WRITE_STATEMENTS: &[&str] = &["UpdateStmt", "InsertStmt", "DeleteStmt", "MergeStmt", "CopyStmt"];
