@@ -409,10 +409,13 @@ async fn upstream_login_uses_scram() {
         .unwrap();
     assert!(row.get::<_, bool>(0));
     let hba = su
-        .query("SELECT auth_method FROM pg_hba_file_rules WHERE type = 'host'", &[])
+        .query(
+            "SELECT auth_method FROM pg_hba_file_rules WHERE type = 'host' AND user_name = '{all}'",
+            &[],
+        )
         .await
         .unwrap();
-    assert!(hba.iter().all(|r| r.get::<_, String>(0) == "scram-sha-256"));
+    assert!(!hba.is_empty() && hba.iter().all(|r| r.get::<_, String>(0) == "scram-sha-256"));
     let p = Proxy::start(&[]).await;
     let c = p.connect(ORG_A, USER_A).await;
     assert_eq!(setting(&c, "app.current_organization_id").await, ORG_A);

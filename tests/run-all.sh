@@ -11,7 +11,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 
 echo "== cargo test"
-cargo test --all-targets 2>&1 | tee /tmp/pgtp-cargo-test.log | grep -E '^(test result|running|error|failures:|    [a-z_:]+$)|panicked' || true
+cargo test --all-targets --no-fail-fast 2>&1 | tee /tmp/pgtp-cargo-test.log | grep -E '^(test result|running|error|failures:|    [a-z_:]+$)|panicked' || true
 if grep -qE '^test result: FAILED|^error' /tmp/pgtp-cargo-test.log || ! grep -q '^test result: ok' /tmp/pgtp-cargo-test.log; then
   echo "cargo test failed; full log: /tmp/pgtp-cargo-test.log" >&2
   tail -60 /tmp/pgtp-cargo-test.log >&2
