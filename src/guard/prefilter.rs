@@ -5,9 +5,9 @@
 //! know" otherwise, in which case the full parse and walk decide:
 //! - PostgreSQL's parser accepts the text (`pg_query::split_with_parser`,
 //!   the same grammar as the full parse);
-//! - every statement starts with a keyword of a query or DML statement
-//!   (SELECT, INSERT, UPDATE, DELETE, MERGE, WITH, VALUES, TABLE or `(`),
-//!   whose trees cannot hold SET, DO, CREATE FUNCTION, ALTER ... SET, role,
+//! - every statement starts with a keyword of a query, DML, transaction,
+//!   cursor or prepared-statement command (see [`QUERY_KEYWORDS`]), whose
+//!   trees cannot hold SET, DO, CREATE FUNCTION, ALTER ... SET, role,
 //!   LISTEN/NOTIFY or large-object statements;
 //! - the lowercased text contains no anchor of a name the walk reacts to
 //!   (set_config, pg_*, lo_*, ...), no `U&` or backslash escape and no string
@@ -31,9 +31,37 @@ pub(crate) const ANCHORS: &[&str] = &[
     "dblink",
 ];
 
-/// Leading keywords of statements the prefilter may pass.
+/// Leading keywords of statements the prefilter may pass: queries and DML,
+/// and the transaction, cursor and prepared-statement commands drivers send
+/// all the time. None of these statements can contain a SET, DO, function
+/// definition, role, LISTEN/NOTIFY or large-object node; the only things in
+/// them the walk could refuse are names, which the anchors catch.
 const QUERY_KEYWORDS: &[&str] = &[
-    "select", "insert", "update", "delete", "merge", "with", "values", "table",
+    "select",
+    "insert",
+    "update",
+    "delete",
+    "merge",
+    "with",
+    "values",
+    "table",
+    "begin",
+    "start",
+    "commit",
+    "end",
+    "rollback",
+    "abort",
+    "savepoint",
+    "release",
+    "prepare",
+    "execute",
+    "deallocate",
+    "show",
+    "discard",
+    "declare",
+    "fetch",
+    "move",
+    "close",
 ];
 
 /// Longer statements always take the full walk (and are rarely hot).
@@ -164,6 +192,8 @@ mod tests {
     fn plain_statements_pass_and_tricky_ones_fall_back() {
         assert!(plainly_safe("SELECT * FROM agent_instances WHERE id = $1"));
         assert!(plainly_safe("/* a /* nested */ c */ (SELECT 1) UNION SELECT 2"));
+        assert!(plainly_safe("BEGIN ISOLATION LEVEL SERIALIZABLE"));
+        assert!(plainly_safe("SAVEPOINT s1; RELEASE SAVEPOINT s1; COMMIT"));
         for sql in [
             "SET statement_timeout = 1",
             "SELECT set_config('a', 'b', false)",
@@ -175,6 +205,10 @@ mod tests {
             "DO $$ BEGIN END $$",
             "SELECT 1; LISTEN x",
             "SELECT * FROM PG_STAT_ACTIVITY",
+            "DECLARE c CURSOR FOR SELECT lo_get(1)",
+            "EXECUTE p(set_config('a', 'b', false))",
+            "SET ROLE NONE",
+            "RESET ALL",
         ] {
             assert!(!plainly_safe(sql), "{sql}");
         }
