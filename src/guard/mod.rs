@@ -25,6 +25,7 @@
 mod cache;
 mod functions;
 mod notify;
+mod parse;
 mod prefilter;
 mod refusal;
 mod settings;
@@ -113,7 +114,7 @@ impl TenantScope {
 enum Checked {
     Verdict(Cached),
     /// Allowed, but top-level LISTEN/NOTIFY/UNLISTEN statements need scoping.
-    NeedsRewrite(pg_query::ParseResult),
+    NeedsRewrite(pg_query::protobuf::ParseResult),
 }
 
 impl Guard {
@@ -190,22 +191,15 @@ impl Guard {
     fn walk_text(&self, text: &str) -> Checked {
         // pg_query's own post-processing indexes into the tree; a panic there
         // on hostile input must refuse the statement, not end the session.
-        let parsed = match std::panic::catch_unwind(|| pg_query::parse(text, 0)) {
-            Ok(Ok(p)) => p,
-            Ok(Err(pg_query::Error::Parse(msg))) => {
-                return Checked::Verdict(Cached::Deny(refusal::unparsable(&msg)));
-            }
-            Ok(Err(pg_query::Error::Decode(_))) => {
-                // The parse tree is deeper than the decoder's recursion limit.
-                return Checked::Verdict(Cached::Deny(refusal::too_deep()));
-            }
-            Ok(Err(_)) => {
-                return Checked::Verdict(Cached::Deny(refusal::unparsable("invalid statement")));
-            }
-            Err(_) => return Checked::Verdict(Cached::Deny(refusal::internal())),
+        let parsed = match parse::parse(text) {
+            Ok(p) => p,
+            Err(parse::ParseError::Syntax(msg)) => return Checked::Verdict(Cached::Deny(refusal::unparsable(&msg))),
+            // The parse tree is deeper than the decoder's recursion limit.
+            Err(parse::ParseError::TooDeep) => return Checked::Verdict(Cached::Deny(refusal::too_deep())),
+            Err(parse::ParseError::Nul) => return Checked::Verdict(Cached::Deny(refusal::invalid_utf8())),
         };
         let mut rewrite_needed = false;
-        for raw in &parsed.protobuf.stmts {
+        for raw in &parsed.stmts {
             let Some(node) = raw.stmt.as_ref().and_then(|n| n.node.as_ref()) else {
                 return Checked::Verdict(Cached::Deny(refusal::internal()));
             };
@@ -235,10 +229,10 @@ fn to_verdict(c: Cached) -> Verdict {
 
 /// Replaces the span of each top-level LISTEN/NOTIFY/UNLISTEN with its
 /// tenant-scoped form; every other byte of the message is kept.
-fn rewrite(text: &str, parsed: &pg_query::ParseResult, scope: &TenantScope) -> Result<String, ClientError> {
+fn rewrite(text: &str, parsed: &pg_query::protobuf::ParseResult, scope: &TenantScope) -> Result<String, ClientError> {
     let mut out = String::with_capacity(text.len() + 64);
     let mut copied = 0usize;
-    for raw in &parsed.protobuf.stmts {
+    for raw in &parsed.stmts {
         let Some(node) = raw.stmt.as_ref().and_then(|n| n.node.as_ref()) else {
             return Err(refusal::internal());
         };

@@ -179,3 +179,21 @@ fn deeply_nested_expression_refused_not_forwarded() {
         Some(SqlState::ProgramLimitExceeded)
     );
 }
+
+#[test]
+fn direct_parse_agrees_with_pg_query_on_both_corpora() {
+    for case in guard_corpus::must_pass().into_iter().chain(guard_corpus::attacks()) {
+        let Some(sql) = case.sql_str() else { continue };
+        if sql.contains('\0') {
+            continue;
+        }
+        match (super::parse::parse(sql), pg_query::parse(sql, 0)) {
+            (Ok(ours), Ok(theirs)) => assert_eq!(ours, theirs.protobuf, "{}", case.name),
+            (Err(super::parse::ParseError::Syntax(a)), Err(pg_query::Error::Parse(b))) => {
+                assert_eq!(a, b, "{}", case.name)
+            }
+            (Err(super::parse::ParseError::TooDeep), Err(pg_query::Error::Decode(_))) => {}
+            (a, b) => panic!("{}: {a:?} vs {:?}", case.name, b.map(|_| ())),
+        }
+    }
+}
