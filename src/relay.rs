@@ -369,6 +369,13 @@ where
         }
     };
     tokio::pin!(expiry);
+    // Built once, not per read: a fresh `wait_for` each iteration registers
+    // and deregisters a waiter on the watch channel that every session
+    // shares, two locked operations per upstream read.
+    let closing = close_now.wait_for(|v| *v);
+    tokio::pin!(closing);
+    // The drain signal's sender is gone (proxy stopping anyway): stop polling it.
+    let mut closing_done = false;
     loop {
         if buf.capacity() - buf.len() < READ_CHUNK / 2 {
             buf.reserve(READ_CHUNK);
@@ -384,10 +391,12 @@ where
                 return End::Fatal(ClientError::fatal(SqlState::InvalidPassword, "terminating connection because the token has expired")
                     .with_hint("reconnect with a fresh token"));
             }
-            r = close_now.wait_for(|v| *v) => {
+            r = &mut closing, if !closing_done => {
                 if r.is_ok() {
                     return End::Fatal(ClientError::fatal(SqlState::AdminShutdown, "terminating connection because pg-tenant-proxy is shutting down"));
                 }
+                closing_done = true;
+                continue;
             }
         }
         let mut pos = 0usize;

@@ -1,0 +1,454 @@
+#!/usr/bin/env bash
+# Side-by-side benchmark: pgbench against PostgreSQL directly, through PgBouncer
+# (session mode) and through pg-tenant-proxy, all on 127.0.0.1, interleaved in
+# rounds (direct, pgbouncer, proxy, direct, ...) so machine drift hits all
+# three alike. Then the proxy's RSS with 0, 1000 and 5000 idle authenticated
+# sessions. Everything it starts is thrown away at the end.
+#
+#   benches/proxy-overhead.sh            # full run (about 18 minutes on 2 cores)
+#   benches/proxy-overhead.sh --quick    # quick run (under 3 minutes)
+#
+# Options (after --quick/--full, which only set defaults):
+#   --rounds N          rounds per configuration (full 3, quick 2)
+#   --duration S        seconds per pgbench run (full 10, quick 3)
+#   --clients "1 8 .."  client counts for the select-only tests (full "1 8 32 128", quick "8 32")
+#   --connect-clients N clients for the -C test (8)
+#   --write-clients N   clients for the TPC-B-like test (8)
+#   --scale N           pgbench scale (10; at least 10)
+#   --sessions "0 .."   idle sessions for the memory test (full "0 1000 5000", quick "0 1000")
+#   --tests "A B"       throughput tests to run (default all: select-simple
+#                       select-prepared select-connect tpcb-simple)
+#   --no-memory         skip the memory test
+#   --only "A B"        targets (default "direct pgbouncer proxy")
+#   --proxy-env "K=V .." extra environment for the proxy (e.g. PGTP_WORKER_THREADS=1)
+#   --rate TPS          fixed-rate runs (pgbench -R): compare hop CPU per
+#                       transaction at equal load instead of peak TPS
+#   --floor             add target "socat": a forking byte forwarder to
+#                       PostgreSQL, the cheapest user-space hop (reference)
+#   --extra-proxy NAME=BINARY[,K=V...]
+#                       one more proxy target, reported as proxy-NAME (another
+#                       build or other settings, for A/B runs); repeatable;
+#                       the pseudo-setting unix=1 makes it reach PostgreSQL
+#                       over its Unix socket instead of TCP
+#   --no-build          use the existing target/release binary
+#   --out FILE          also write the result tables (markdown) to FILE
+#
+# Requires: PostgreSQL 15 server binaries, pgbench, psql, python3; PgBouncer
+# is apt-get installed when missing (as root). As root, PostgreSQL and
+# PgBouncer run as the `postgres` OS user. The file-descriptor limit is raised
+# to 65536 for the memory test (5000 client + 5000 upstream sockets); the
+# cluster's max_connections is raised to sessions + 300 for that test only.
+set -euo pipefail
+
+REPO=${BENCH_REPO:-$(cd "$(dirname "$0")/.." && pwd)}
+cd "$REPO"
+
+ROUNDS=3 DURATION=10 CLIENTS="1 8 32 128" CONNECT_CLIENTS=8 WRITE_CLIENTS=8 SCALE=10
+TESTS="select-simple select-prepared select-connect tpcb-simple"
+EXTRA=() XPIDS=() FLOOR=0 SOCAT_PID="" RATE=()
+SESSIONS="0 1000 5000" MEMORY=1 TARGETS="direct pgbouncer proxy" BUILD=1 OUT="" PROXY_ENV=""
+if [ "${1:-}" = --quick ]; then
+  ROUNDS=2 DURATION=3 CLIENTS="8 32" SESSIONS="0 1000"; shift
+elif [ "${1:-}" = --full ]; then
+  shift
+fi
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --rounds) ROUNDS=$2; shift 2 ;;
+    --duration) DURATION=$2; shift 2 ;;
+    --clients) CLIENTS=$2; shift 2 ;;
+    --connect-clients) CONNECT_CLIENTS=$2; shift 2 ;;
+    --write-clients) WRITE_CLIENTS=$2; shift 2 ;;
+    --scale) SCALE=$2; shift 2 ;;
+    --sessions) SESSIONS=$2; shift 2 ;;
+    --tests) TESTS=$2; shift 2 ;;
+    --no-memory) MEMORY=0; shift ;;
+    --only) TARGETS=$2; shift 2 ;;
+    --proxy-env) PROXY_ENV=$2; shift 2 ;;
+    --extra-proxy) EXTRA+=("$2"); shift 2 ;;
+    --floor) FLOOR=1; shift ;;
+    --rate) RATE=(-R "$2"); shift 2 ;;
+    --no-build) BUILD=0; shift ;;
+    --out) OUT=$2; shift 2 ;;
+    -h|--help) sed -n '2,40p' "$0"; exit 0 ;;
+    *) echo "unknown option: $1 (see --help)" >&2; exit 2 ;;
+  esac
+done
+[ "$SCALE" -ge 10 ] || { echo "--scale must be at least 10" >&2; exit 2; }
+[ "$ROUNDS" -ge 1 ] && [ "$ROUNDS" -le 20 ] || { echo "--rounds must be 1..20" >&2; exit 2; }
+[ "$DURATION" -ge 1 ] && [ "$DURATION" -le 120 ] || { echo "--duration must be 1..120" >&2; exit 2; }
+
+log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# Bounded wait: wait_for SECONDS command...
+wait_for() {
+  local deadline=$((SECONDS + $1)); shift
+  until "$@" >/dev/null 2>&1; do
+    [ $SECONDS -lt $deadline ] || return 1
+    sleep 0.2
+  done
+}
+
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+
+# ---------------------------------------------------------------- tools
+if ! command -v pgbouncer >/dev/null && [ ! -x /usr/sbin/pgbouncer ]; then
+  if [ "$(id -u)" = 0 ]; then
+    log "installing pgbouncer"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q pgbouncer >/dev/null
+  else
+    echo "pgbouncer is not installed (apt-get install pgbouncer)" >&2; exit 1
+  fi
+fi
+PGBOUNCER=$(command -v pgbouncer || echo /usr/sbin/pgbouncer)
+# The Debian package starts a system-wide instance; it is not used here.
+if [ "$BUILD" = 1 ]; then
+  log "building the proxy (release)"
+  cargo build --release --quiet --bin pg-tenant-proxy
+fi
+BIN=$REPO/target/release/pg-tenant-proxy
+[ -x "$BIN" ] || { echo "missing $BIN (build it or drop --no-build)" >&2; exit 1; }
+
+WORK=$(mktemp -d /tmp/pgtp-bench.XXXXXX)
+chmod 755 "$WORK"
+PROXY_PID="" BOUNCER_PID="" HOLD_PID=""
+# shellcheck source=../tests/support/pg.sh
+source "$REPO/tests/support/pg.sh"
+cleanup() {
+  set +e
+  [ -n "$HOLD_PID" ] && kill "$HOLD_PID" 2>/dev/null
+  [ -n "$PROXY_PID" ] && kill "$PROXY_PID" 2>/dev/null
+  [ -n "$SOCAT_PID" ] && kill "$SOCAT_PID" 2>/dev/null
+  for p in "${XPIDS[@]}"; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
+  stop_bouncer
+  [ -n "$PROXY_PID" ] && wait "$PROXY_PID" 2>/dev/null
+  pg_stop
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# ---------------------------------------------------------------- PostgreSQL
+log "starting PostgreSQL (scale $SCALE)"
+# shared_buffers holds the whole scale-10 data set, so select-only runs measure
+# the wire path rather than the page cache.
+pg_start "shared_buffers=256MB" "max_wal_size=2GB" "checkpoint_timeout=30min"
+# max_connections is set with ALTER SYSTEM (not -c) so the memory test can raise it with a restart.
+set_max_connections() {
+  pg_psql -d postgres -c "ALTER SYSTEM SET max_connections = $1" >/dev/null
+  as_pg "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/server.log" -w -t 120 restart >/dev/null
+}
+set_max_connections 400
+LOGIN_PW="bench-$(od -An -N8 -tx8 /dev/urandom | tr -d ' ')"
+pg_psql -d postgres -c "CREATE DATABASE bench" >/dev/null
+PGPASSWORD=$PG_SUPER_PASSWORD pgbench -i -q -s "$SCALE" -h 127.0.0.1 -p "$PG_PORT" -U "$PG_SUPER" bench >"$WORK/init.log" 2>&1 \
+  || { cat "$WORK/init.log" >&2; exit 1; }
+# One login role for all three targets: direct and PgBouncer log in as it, and
+# it is the proxy's upstream role. The pgbench tables need no RLS.
+pg_psql -d bench >/dev/null <<SQL
+CREATE ROLE bench_login LOGIN PASSWORD '$LOGIN_PW';
+GRANT SELECT, INSERT, UPDATE, DELETE ON pgbench_accounts, pgbench_branches, pgbench_tellers, pgbench_history TO bench_login;
+VACUUM ANALYZE;
+CHECKPOINT;
+SQL
+SCRAM=$(pg_psql -d postgres -Atc "SELECT rolpassword FROM pg_authid WHERE rolname = 'bench_login'")
+
+# ---------------------------------------------------------------- PgBouncer
+BOUNCER_PORT=$(free_port)
+mkdir -p "$WORK/bouncer"
+printf '"bench_login" "%s"\n' "$SCRAM" >"$WORK/bouncer/userlist.txt"
+cat >"$WORK/bouncer/pgbouncer.ini" <<INI
+[databases]
+bench = host=127.0.0.1 port=$PG_PORT dbname=bench
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = $BOUNCER_PORT
+unix_socket_dir =
+auth_type = scram-sha-256
+auth_file = $WORK/bouncer/userlist.txt
+pool_mode = session
+max_client_conn = 1000
+default_pool_size = 200
+logfile = $WORK/bouncer/pgbouncer.log
+pidfile = $WORK/bouncer/pgbouncer.pid
+INI
+[ "$(id -u)" = 0 ] && chown -R postgres: "$WORK/bouncer"
+start_bouncer() {
+  # Daemonised, so its pid (from the pidfile) is PgBouncer itself, not runuser.
+  as_pg "$PGBOUNCER" -q -d "$WORK/bouncer/pgbouncer.ini"
+  wait_for 10 python3 -c "import socket; socket.create_connection(('127.0.0.1', $BOUNCER_PORT), 1)" \
+    || { cat "$WORK/bouncer/pgbouncer.log" >&2; exit 1; }
+  BOUNCER_PID=$(cat "$WORK/bouncer/pgbouncer.pid")
+}
+stop_bouncer() {
+  [ -n "$BOUNCER_PID" ] || return 0
+  kill "$BOUNCER_PID" 2>/dev/null || true
+  wait_for 10 bash -c "! kill -0 $BOUNCER_PID" || true
+  BOUNCER_PID=""
+}
+if [[ " $TARGETS " == *" pgbouncer "* ]]; then
+  log "starting PgBouncer $("$PGBOUNCER" --version | head -1 | awk '{print $2}') (session mode)"
+  start_bouncer
+fi
+
+# ---------------------------------------------------------------- proxy
+PROXY_PORT=$(free_port)
+SECRET_FILE=$WORK/jwt-secret
+od -An -N32 -tx1 /dev/urandom | tr -d ' \n' >"$SECRET_FILE"
+ORG=$(python3 -c 'import uuid; print(uuid.uuid4())')
+SUB=$(python3 -c 'import uuid; print(uuid.uuid4())')
+TOKEN=$("$BIN" token --jwt-secret-file "$SECRET_FILE" --org "$ORG" --sub "$SUB" --ttl 7200)
+start_proxy() {
+  # shellcheck disable=SC2086
+  env PGTP_UPSTREAM_PASSWORD="$LOGIN_PW" $PROXY_ENV "$BIN" serve --listen "127.0.0.1:$PROXY_PORT" \
+    --upstream "postgresql://bench_login@127.0.0.1:$PG_PORT/bench?sslmode=disable" \
+    --jwt-secret-file "$SECRET_FILE" --max-connections 10000 2>>"$WORK/proxy.log" &
+  PROXY_PID=$!
+  wait_for 10 python3 -c "import socket; socket.create_connection(('127.0.0.1', $PROXY_PORT), 1)" \
+    || { cat "$WORK/proxy.log" >&2; exit 1; }
+}
+stop_proxy() {
+  [ -n "$PROXY_PID" ] || return 0
+  kill "$PROXY_PID" 2>/dev/null || true
+  wait "$PROXY_PID" 2>/dev/null || true
+  PROXY_PID=""
+}
+if [[ " $TARGETS " == *" proxy "* ]]; then
+  log "starting pg-tenant-proxy${PROXY_ENV:+ ($PROXY_ENV)}"
+  start_proxy
+fi
+
+if [ "$FLOOR" = 1 ]; then
+  command -v socat >/dev/null || { [ "$(id -u)" = 0 ] && DEBIAN_FRONTEND=noninteractive apt-get install -y -q socat >/dev/null; }
+  SOCAT_PORT=$(free_port)
+  socat "TCP-LISTEN:$SOCAT_PORT,bind=127.0.0.1,fork,reuseaddr,nodelay" "TCP:127.0.0.1:$PG_PORT,nodelay" &
+  SOCAT_PID=$!
+  wait_for 10 python3 -c "import socket; socket.create_connection(('127.0.0.1', $SOCAT_PORT), 1).close()"
+  TARGETS="$TARGETS socat"
+fi
+
+declare -A XPORT=() XPID=()
+for x in "${EXTRA[@]}"; do
+  name=${x%%=*} rest=${x#*=}
+  xbin=${rest%%,*} xenv=""
+  [[ "$rest" == *,* ]] && xenv=${rest#*,}
+  XPORT[$name]=$(free_port)
+  xup="postgresql://bench_login@127.0.0.1:$PG_PORT/bench?sslmode=disable"
+  if [[ ",$xenv," == *",unix=1,"* ]]; then
+    xup="postgresql://bench_login@localhost:$PG_PORT/bench?host=$PG_DIR&sslmode=disable"
+    xenv=$(tr ',' '\n' <<<"$xenv" | { grep -v '^unix=1$' || true; } | paste -sd, -)
+  fi
+  log "starting proxy-$name: $xbin ${xenv//,/ }"
+  # shellcheck disable=SC2086
+  env PGTP_UPSTREAM_PASSWORD="$LOGIN_PW" ${xenv//,/ } "$xbin" serve --listen "127.0.0.1:${XPORT[$name]}" \
+    --upstream "$xup" \
+    --jwt-secret-file "$SECRET_FILE" --max-connections 10000 2>>"$WORK/proxy-$name.log" &
+  XPIDS+=($!) XPID[$name]=$!
+  wait_for 10 python3 -c "import socket; socket.create_connection(('127.0.0.1', ${XPORT[$name]}), 1)" \
+    || { cat "$WORK/proxy-$name.log" >&2; exit 1; }
+  TARGETS="$TARGETS proxy-$name"
+done
+
+export PGSSLMODE=disable PGGSSENCMODE=disable PGDATABASE=bench PGHOST=127.0.0.1
+# Connection settings of a target: port, user, password.
+target_env() {
+  case "$1" in
+    direct) echo "$PG_PORT bench_login $LOGIN_PW" ;;
+    pgbouncer) echo "$BOUNCER_PORT bench_login $LOGIN_PW" ;;
+    proxy) echo "$PROXY_PORT bench_login $TOKEN" ;;
+    socat) echo "$SOCAT_PORT bench_login $LOGIN_PW" ;;
+    proxy-*) echo "${XPORT[${1#proxy-}]} bench_login $TOKEN" ;;
+  esac
+}
+
+# pgbench TARGET ARGS... (prints pgbench's summary)
+bench_on() {
+  local t=$1; shift
+  local port user pw
+  read -r port user pw <<<"$(target_env "$t")"
+  PGPORT=$port PGUSER=$user PGPASSWORD=$pw timeout $((DURATION + 300)) pgbench -n "$@"
+}
+
+# Every statement pgbench sends must pass the proxy's guard: check once, verbosely.
+if [[ " $TARGETS " == *" proxy "* ]]; then
+  for m in simple prepared; do
+    if ! bench_on proxy -M "$m" -t 20 -c 1 >"$WORK/guard-check.log" 2>&1 \
+      || grep -q "failed: [1-9]" "$WORK/guard-check.log"; then
+      echo "pgbench TPC-B ($m) failed through the proxy:" >&2
+      cat "$WORK/guard-check.log" >&2; exit 1
+    fi
+    bench_on proxy -S -M "$m" -t 20 -c 1 >/dev/null 2>&1 || { echo "pgbench -S ($m) failed through the proxy" >&2; exit 1; }
+  done
+fi
+
+RESULTS=$WORK/results.csv
+: >"$RESULTS"
+mkdir -p "$WORK/logs"
+# CPU ticks (user + system) the hop process of a target has used so far.
+hop_ticks() {
+  local pid=""
+  case "$1" in
+    pgbouncer) pid=$BOUNCER_PID ;;
+    proxy) pid=$PROXY_PID ;;
+    proxy-*) pid=${XPID[${1#proxy-}]} ;;
+  esac
+  if [ -n "$pid" ] && [ -r "/proc/$pid/stat" ]; then
+    awk '{sub(/^.*\) /, ""); print $12 + $13}' "/proc/$pid/stat"
+  else
+    echo ""
+  fi
+}
+HZ=$(getconf CLK_TCK)
+# One measured run: TEST CLIENTS TARGET ROUND pgbench-args...
+run_one() {
+  local test=$1 clients=$2 target=$3 round=$4; shift 4
+  local jobs=$((clients < 2 ? 1 : 2))
+  local prefix="$WORK/logs/$test.$clients.$target.$round"
+  local out t0 t1 cpu=""
+  t0=$(hop_ticks "$target")
+  if ! out=$(bench_on "$target" -c "$clients" -j "$jobs" -T "$DURATION" -l --sampling-rate=0.1 \
+    --log-prefix="$prefix" "${RATE[@]}" "$@" 2>&1); then
+    echo "pgbench failed: $test c=$clients $target round $round" >&2
+    echo "$out" >&2; exit 1
+  fi
+  t1=$(hop_ticks "$target")
+  local tps lat failed n
+  n=$(awk '/^number of transactions actually processed:/{print $6; exit}' <<<"$out")
+  # Hop CPU per transaction in microseconds (PgBouncer or the proxy; empty for direct).
+  [ -n "$t0" ] && [ -n "$n" ] && [ "$n" -gt 0 ] && cpu=$(( (t1 - t0) * 1000000 / HZ / n ))
+  tps=$(awk '/^tps = /{print $3; exit}' <<<"$out")
+  lat=$(awk '/^latency average = /{print $4; exit}' <<<"$out")
+  failed=$(awk '/^number of failed transactions: /{print $5; exit}' <<<"$out")
+  echo "$test,$clients,$target,$round,$tps,$lat,${failed:-0},$prefix,$cpu" >>"$RESULTS"
+  log "  $test c=$clients $target: $tps tps, $lat ms${cpu:+, hop CPU $cpu us/txn}"
+}
+
+# ---------------------------------------------------------------- throughput
+# TEST-NAME CLIENTS pgbench-args...
+ALL=()
+for c in $CLIENTS; do ALL+=("select-simple $c -S -M simple"); done
+for c in $CLIENTS; do ALL+=("select-prepared $c -S -M prepared"); done
+ALL+=("select-connect $CONNECT_CLIENTS -S -M simple -C")
+ALL+=("tpcb-simple $WRITE_CLIENTS -M simple")
+CONFIGS=()
+for cfg in "${ALL[@]}"; do [[ " $TESTS " == *" ${cfg%% *} "* ]] && CONFIGS+=("$cfg"); done
+runs=$((${#CONFIGS[@]} * ROUNDS * $(wc -w <<<"$TARGETS")))
+log "throughput: ${#CONFIGS[@]} configurations x $ROUNDS rounds x {$TARGETS}, ${DURATION}s each (~$((runs * (DURATION + 1) / 60)) min)"
+for t in $TARGETS; do bench_on "$t" -S -M prepared -c 8 -j 2 -T 2 >/dev/null 2>&1 || true; done  # warm-up
+for cfg in "${CONFIGS[@]}"; do
+  read -r test clients args <<<"$cfg"
+  for r in $(seq 1 "$ROUNDS"); do
+    for t in $TARGETS; do
+      # shellcheck disable=SC2086
+      run_one "$test" "$clients" "$t" "$r" $args
+    done
+  done
+done
+
+# ---------------------------------------------------------------- memory
+MEMFILE=$WORK/memory.csv
+: >"$MEMFILE"
+rss_kib() { awk '/^VmRSS:/{print $2}' "/proc/$1/status"; }
+sessions_up() { pg_psql -d postgres -Atc "SELECT count(*) FROM pg_stat_activity WHERE usename = 'bench_login'"; }
+sessions_at_least() { [ "$(sessions_up)" -ge "$1" ]; }
+sessions_at_most() { [ "$(sessions_up)" -le "$1" ]; }
+if [ "$MEMORY" = 1 ] && [[ " $TARGETS " == *" proxy "* ]]; then
+  max=0; for n in $SESSIONS; do [ "$n" -gt "$max" ] && max=$n; done
+  log "memory: idle sessions $SESSIONS (max_connections -> $((max + 300)))"
+  stop_bouncer
+  stop_proxy
+  set_max_connections $((max + 300))
+  start_proxy
+  # One session in and out first, so lazily built state counts in the baseline.
+  bench_on proxy -S -t 10 -c 1 >/dev/null 2>&1
+  sleep 1
+  printf '\\sleep %s s\nSELECT 1;\n' 40 >"$WORK/idle-40.sql"
+  for n in $SESSIONS; do
+    if [ "$n" = 0 ]; then
+      echo "0,$(rss_kib "$PROXY_PID"),ok" >>"$MEMFILE"; continue
+    fi
+    hold=$((40 + n / 100))
+    printf '\\sleep %s s\nSELECT 1;\n' "$hold" >"$WORK/idle.sql"
+    t0=$SECONDS
+    bench_on proxy -f "$WORK/idle.sql" -c "$n" -j 2 -t 1 >"$WORK/hold-$n.log" 2>&1 &
+    HOLD_PID=$!
+    if ! wait_for $((hold - 5)) sessions_at_least "$n"; then
+      echo "only $(sessions_up) of $n sessions came up" >&2; tail -5 "$WORK/proxy.log" >&2; exit 1
+    fi
+    up=$((SECONDS - t0))
+    sleep 2
+    rss=$(rss_kib "$PROXY_PID")
+    # Every session then runs SELECT 1: "working", not just connected.
+    wait "$HOLD_PID" || { cat "$WORK/hold-$n.log" >&2; exit 1; }
+    HOLD_PID=""
+    done_n=$(awk '/^number of transactions actually processed:/{split($6, a, "/"); print a[1]}' "$WORK/hold-$n.log")
+    ok=$([ "$done_n" = "$n" ] && echo ok || echo "only $done_n/$n")
+    echo "$n,$rss,$ok,$up" >>"$MEMFILE"
+    log "  $n sessions: proxy RSS $rss KiB (all up after ${up}s; SELECT 1 on each: $ok)"
+    wait_for 60 sessions_at_most 1 || true
+  done
+fi
+
+# ---------------------------------------------------------------- report
+report() {
+  echo "## pg-tenant-proxy overhead benchmark"
+  echo
+  echo "- machine: $(nproc) cores, $(awk -F': ' '/^model name/{print $2; exit}' /proc/cpuinfo), $(awk '/MemTotal/{printf "%.1f GiB", $2/1048576}' /proc/meminfo) RAM, Linux $(uname -r)"
+  echo "- $("$PG_BIN/postgres" --version), PgBouncer $("$PGBOUNCER" --version | head -1 | awk '{print $2}') (session mode), pg-tenant-proxy $(git -C "$REPO" rev-parse --short HEAD 2>/dev/null)${PROXY_ENV:+ with $PROXY_ENV}"
+  echo "- pgbench scale $SCALE, $ROUNDS rounds x ${DURATION}s per target, interleaved; -j 2 (1 for 1 client); all on 127.0.0.1"
+  echo
+  python3 - "$RESULTS" "$MEMFILE" <<'PY'
+import csv, glob, statistics, sys
+rows = list(csv.reader(open(sys.argv[1])))
+order, by = [], {}
+for test, c, target, rnd, tps, lat, failed, prefix, cpu in rows:
+    key = (test, int(c))
+    if key not in by:
+        order.append(key); by[key] = {}
+    by[key].setdefault(target, []).append((float(tps), float(lat), int(failed or 0), prefix, int(cpu) if cpu else None))
+def p99(prefixes):
+    lat = []
+    for p in prefixes:
+        for f in glob.glob(p + ".*"):
+            for line in open(f):
+                parts = line.split()
+                if len(parts) >= 3:
+                    lat.append(int(parts[2]))
+    if not lat:
+        return float("nan")
+    lat.sort()
+    return lat[min(len(lat) - 1, int(len(lat) * 0.99))] / 1000.0
+print("| test | clients | target | median TPS | mean latency ms | p99 latency ms | TPS / direct | TPS / pgbouncer | hop CPU us/txn | rounds (TPS) |")
+print("|---|---:|---|---:|---:|---:|---:|---:|---:|---|")
+for key in order:
+    t = by[key]
+    med = {k: statistics.median(x[0] for x in v) for k, v in t.items()}
+    for target, v in t.items():
+        m = med[target]
+        ratio = f"{m / med['direct']:.2f}" if "direct" in med and med["direct"] else "-"
+        rb = f"{m / med['pgbouncer']:.2f}" if "pgbouncer" in med and med["pgbouncer"] and target != "pgbouncer" else "-"
+        lat = statistics.mean(x[1] for x in v)
+        fails = sum(x[2] for x in v)
+        rounds = " ".join(f"{x[0]:.0f}" for x in v) + (f" ({fails} failed)" if fails else "")
+        cpus = [x[4] for x in v if x[4] is not None]
+        cpu = f"{statistics.median(cpus):.0f}" if cpus else "-"
+        print(f"| {key[0]} | {key[1]} | {target} | {m:.0f} | {lat:.3f} | {p99([x[3] for x in v]):.3f} | {ratio} | {rb} | {cpu} | {rounds} |")
+mem = list(csv.reader(open(sys.argv[2])))
+if mem:
+    print()
+    print("| idle sessions | proxy RSS KiB | bytes per session | all up after s | SELECT 1 on every session |")
+    print("|---:|---:|---:|---:|---|")
+    base = int(mem[0][1])
+    for row in mem:
+        n, rss = int(row[0]), int(row[1])
+        per = f"{(rss - base) * 1024 / n:.0f}" if n else "-"
+        up = row[3] if len(row) > 3 else "-"
+        print(f"| {n} | {rss} | {per} | {up} | {row[2]} |")
+PY
+}
+REPORT=$(report)
+echo "$REPORT"
+[ -n "$OUT" ] && echo "$REPORT" >"$OUT"
+log "done"
