@@ -8,6 +8,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use bytes::{BufMut, BytesMut};
+use common::wire::*;
 use common::*;
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -421,38 +422,6 @@ async fn upstream_login_uses_scram() {
     assert_eq!(setting(&c, "app.current_organization_id").await, ORG_A);
 }
 
-async fn raw_startup(s: &mut tokio::net::TcpStream, version: i32, params: &[(&str, &str)]) {
-    let mut body = BytesMut::new();
-    body.put_i32(version);
-    for (k, v) in params {
-        body.put_slice(k.as_bytes());
-        body.put_u8(0);
-        body.put_slice(v.as_bytes());
-        body.put_u8(0);
-    }
-    body.put_u8(0);
-    let mut pkt = BytesMut::new();
-    pkt.put_i32(body.len() as i32 + 4);
-    pkt.put_slice(&body);
-    s.write_all(&pkt).await.unwrap();
-}
-
-async fn read_msg<R: tokio::io::AsyncRead + Unpin>(s: &mut R) -> (u8, Vec<u8>) {
-    let tag = s.read_u8().await.unwrap();
-    let len = s.read_i32().await.unwrap();
-    let mut body = vec![0; len as usize - 4];
-    s.read_exact(&mut body).await.unwrap();
-    (tag, body)
-}
-
-fn error_code(body: &[u8]) -> String {
-    let text = String::from_utf8_lossy(body);
-    text.split('\0')
-        .find_map(|f| f.strip_prefix('C'))
-        .unwrap_or_default()
-        .to_owned()
-}
-
 #[tokio::test]
 async fn gssenc_request_gets_n_and_newer_protocol_is_negotiated() {
     let p = Proxy::start(&[]).await;
@@ -505,21 +474,7 @@ async fn garbage_and_hostile_frames_do_not_hurt_other_sessions() {
         &[b'z', 0, 0, 0, 4][..],
         &[b'Q', 0x7f, 0, 0, 0][..],
     ] {
-        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", p.port)).await.unwrap();
-        raw_startup(&mut s, 3 << 16, &[("user", "app"), ("database", "app")]).await;
-        assert_eq!(read_msg(&mut s).await.0, b'R');
-        let token = p.token(ORG_A, None, 60);
-        let mut pw = BytesMut::new();
-        pw.put_u8(b'p');
-        pw.put_i32(token.len() as i32 + 5);
-        pw.put_slice(token.as_bytes());
-        pw.put_u8(0);
-        s.write_all(&pw).await.unwrap();
-        loop {
-            if read_msg(&mut s).await.0 == b'Z' {
-                break;
-            }
-        }
+        let mut s = authenticated_socket(&p).await;
         s.write_all(frame).await.unwrap();
         let (tag, body) = tokio::time::timeout(Duration::from_secs(5), read_msg(&mut s))
             .await

@@ -9,12 +9,11 @@
 mod common;
 mod guard_corpus;
 
-use std::time::Duration;
-
 use bytes::{BufMut, BytesMut};
+use common::wire::*;
 use common::*;
 use guard_corpus::{Case, Expect};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio_postgres::{Client, SimpleQueryMessage};
 
 const PROXY_PREFIX: &str = "pg-tenant-proxy";
@@ -242,52 +241,6 @@ async fn pipelined_queries_around_a_refusal_stay_in_order() {
     assert_eq!(pinned(&c).await.0, ORG_A);
 }
 
-// ---- raw protocol helpers ----
-
-async fn authenticated_socket(p: &Proxy) -> tokio::net::TcpStream {
-    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", p.port)).await.unwrap();
-    let mut body = BytesMut::new();
-    body.put_i32(3 << 16);
-    for (k, v) in [("user", "app"), ("database", "app")] {
-        body.put_slice(k.as_bytes());
-        body.put_u8(0);
-        body.put_slice(v.as_bytes());
-        body.put_u8(0);
-    }
-    body.put_u8(0);
-    let mut pkt = BytesMut::new();
-    pkt.put_i32(body.len() as i32 + 4);
-    pkt.put_slice(&body);
-    s.write_all(&pkt).await.unwrap();
-    assert_eq!(read_msg(&mut s).await.0, b'R');
-    let token = p.token(ORG_A, Some(USER_A), 600);
-    s.write_all(&msg(b'p', |b| {
-        b.put_slice(token.as_bytes());
-        b.put_u8(0);
-    }))
-    .await
-    .unwrap();
-    read_until_ready(&mut s).await;
-    s
-}
-
-fn msg(tag: u8, body: impl FnOnce(&mut BytesMut)) -> BytesMut {
-    let mut b = BytesMut::new();
-    body(&mut b);
-    let mut out = BytesMut::new();
-    out.put_u8(tag);
-    out.put_i32(b.len() as i32 + 4);
-    out.put_slice(&b);
-    out
-}
-
-fn query_msg(sql: &[u8]) -> BytesMut {
-    msg(b'Q', |b| {
-        b.put_slice(sql);
-        b.put_u8(0);
-    })
-}
-
 fn parse_bind_execute(sql: &str) -> BytesMut {
     let mut out = msg(b'P', |b| {
         b.put_u8(0);
@@ -307,40 +260,6 @@ fn parse_bind_execute(sql: &str) -> BytesMut {
         b.put_i32(0);
     }));
     out
-}
-
-async fn read_msg(s: &mut tokio::net::TcpStream) -> (u8, Vec<u8>) {
-    let tag = s.read_u8().await.unwrap();
-    let len = s.read_i32().await.unwrap();
-    let mut body = vec![0; len as usize - 4];
-    s.read_exact(&mut body).await.unwrap();
-    (tag, body)
-}
-
-async fn read_until_ready(s: &mut tokio::net::TcpStream) -> Vec<(u8, Vec<u8>)> {
-    let mut out = Vec::new();
-    loop {
-        let m = tokio::time::timeout(Duration::from_secs(10), read_msg(s))
-            .await
-            .expect("no ReadyForQuery: desynchronised");
-        let done = m.0 == b'Z';
-        out.push(m);
-        if done {
-            return out;
-        }
-    }
-}
-
-fn tags(msgs: &[(u8, Vec<u8>)]) -> Vec<u8> {
-    msgs.iter().map(|m| m.0).collect()
-}
-
-fn error_code(body: &[u8]) -> String {
-    String::from_utf8_lossy(body)
-        .split('\0')
-        .find_map(|f| f.strip_prefix('C'))
-        .unwrap_or_default()
-        .to_owned()
 }
 
 #[tokio::test]

@@ -50,6 +50,19 @@ fn make_pki() -> Pki {
     }
 }
 
+/// A rustls client that trusts only the test CA.
+fn client_config(pki: &Pki) -> rustls::ClientConfig {
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(rustls::pki_types::CertificateDer::from(pki.ca_der.clone()))
+        .unwrap();
+    rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth()
+}
+
 async fn tls_proxy(pki: &Pki) -> Proxy {
     Proxy::start(&[
         "--tls-cert",
@@ -121,15 +134,7 @@ async fn psql_with_verify_full_gets_a_tls_session() {
 async fn tokio_postgres_over_rustls_verifies_the_proxy() {
     let pki = make_pki();
     let p = tls_proxy(&pki).await;
-    let mut roots = rustls::RootCertStore::empty();
-    roots
-        .add(rustls::pki_types::CertificateDer::from(pki.ca_der.clone()))
-        .unwrap();
-    let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+    let cfg = client_config(&pki);
     let tls = tokio_postgres_rustls::MakeRustlsConnect::new(cfg);
     let mut c = p.config(&p.token(ORG_B, Some(USER_B), 600));
     c.host("localhost").ssl_mode(tokio_postgres::config::SslMode::Require);
@@ -146,15 +151,7 @@ async fn tokio_postgres_over_rustls_verifies_the_proxy() {
 async fn direct_tls_with_alpn_postgresql_is_accepted() {
     let pki = make_pki();
     let p = tls_proxy(&pki).await;
-    let mut roots = rustls::RootCertStore::empty();
-    roots
-        .add(rustls::pki_types::CertificateDer::from(pki.ca_der.clone()))
-        .unwrap();
-    let mut cfg = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+    let mut cfg = client_config(&pki);
     cfg.alpn_protocols = vec![b"postgresql".to_vec()];
     let tcp = tokio::net::TcpStream::connect(("127.0.0.1", p.port)).await.unwrap();
     let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
