@@ -364,17 +364,18 @@ if [ "$MEMORY" = 1 ] && [[ " $TARGETS " == *" proxy "* ]]; then
   # One session in and out first, so lazily built state counts in the baseline.
   bench_on proxy -S -t 10 -c 1 >/dev/null 2>&1
   sleep 1
-  printf '\\sleep %s s\nSELECT 1;\n' 40 >"$WORK/idle-40.sql"
   for n in $SESSIONS; do
     if [ "$n" = 0 ]; then
       echo "0,$(rss_kib "$PROXY_PID"),ok" >>"$MEMFILE"; continue
     fi
-    hold=$((40 + n / 100))
+    # Each pgbench thread connects its share, then its clients sleep `hold`
+    # seconds and run SELECT 1; the threads connect side by side.
+    hold=$((15 + n / 100))
     printf '\\sleep %s s\nSELECT 1;\n' "$hold" >"$WORK/idle.sql"
     t0=$SECONDS
     bench_on proxy -f "$WORK/idle.sql" -c "$n" -j 2 -t 1 >"$WORK/hold-$n.log" 2>&1 &
     HOLD_PID=$!
-    if ! wait_for $((hold - 5)) sessions_at_least "$n"; then
+    if ! wait_for $((30 + n / 50)) sessions_at_least "$n"; then
       echo "only $(sessions_up) of $n sessions came up" >&2; tail -5 "$WORK/proxy.log" >&2; exit 1
     fi
     up=$((SECONDS - t0))
