@@ -264,8 +264,30 @@ pub struct Config {
     pub limits: Limits,
     /// Statement policy.
     pub guard: GuardConfig,
-    /// Tokio worker threads (0: one per core).
+    /// Threads that run sessions (0: one per core).
     pub worker_threads: usize,
+    /// How sessions are scheduled over those threads.
+    pub runtime: RuntimeKind,
+}
+
+/// How sessions are scheduled over threads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RuntimeKind {
+    /// One single-threaded runtime per worker thread; each session stays on
+    /// the thread it was given (round-robin).
+    PerThread,
+    /// tokio's multi-thread, work-stealing runtime.
+    Shared,
+}
+
+impl RuntimeKind {
+    fn parse(s: &str) -> Result<RuntimeKind, String> {
+        match s {
+            "per-thread" => Ok(RuntimeKind::PerThread),
+            "shared" => Ok(RuntimeKind::Shared),
+            other => Err(format!("runtime {other:?} is not per-thread or shared")),
+        }
+    }
 }
 
 /// The TOML file layout. Every key is optional; see `config/pg-tenant-proxy.toml`.
@@ -276,6 +298,8 @@ pub struct FileConfig {
     pub listen: Option<String>,
     /// `worker_threads = 2`.
     pub worker_threads: Option<usize>,
+    /// `runtime = "per-thread"` or `"shared"`.
+    pub runtime: Option<String>,
     /// `[upstream]`.
     pub upstream: FileUpstream,
     /// `[jwt]`.
@@ -421,9 +445,13 @@ pub struct ServeArgs {
     /// Most concurrent client connections [default: 10000].
     #[arg(long, env = "PGTP_MAX_CONNECTIONS", value_name = "N")]
     pub max_connections: Option<usize>,
-    /// Tokio worker threads [default: number of cores].
+    /// Threads that run sessions [default: number of cores].
     #[arg(long, env = "PGTP_WORKER_THREADS", value_name = "N")]
     pub worker_threads: Option<usize>,
+    /// Session scheduling: per-thread (each session stays on one thread) or
+    /// shared (tokio's work-stealing runtime) [default: per-thread].
+    #[arg(long, env = "PGTP_RUNTIME", value_name = "KIND")]
+    pub runtime: Option<String>,
 }
 
 impl ServeArgs {
@@ -581,6 +609,10 @@ impl ServeArgs {
             limits,
             guard,
             worker_threads: self.worker_threads.or(file.worker_threads).unwrap_or(0),
+            runtime: match self.runtime.clone().or(file.runtime) {
+                Some(r) => RuntimeKind::parse(&r)?,
+                None => RuntimeKind::PerThread,
+            },
         })
     }
 }

@@ -3,7 +3,8 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use pg_tenant_proxy::config::ServeArgs;
+use pg_tenant_proxy::config::{RuntimeKind, ServeArgs};
+use pg_tenant_proxy::server::{PerThread, Sessions};
 use pg_tenant_proxy::token::TokenArgs;
 
 /// PostgreSQL wire-protocol sidecar that pins each session's tenant from a JWT.
@@ -86,10 +87,17 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            let mut rt = tokio::runtime::Builder::new_multi_thread();
-            if cfg.worker_threads > 0 {
-                rt.worker_threads(cfg.worker_threads);
-            }
+            let mut rt = match cfg.runtime {
+                // Sessions run on their own threads; this one only accepts.
+                RuntimeKind::PerThread => tokio::runtime::Builder::new_current_thread(),
+                RuntimeKind::Shared => {
+                    let mut b = tokio::runtime::Builder::new_multi_thread();
+                    if cfg.worker_threads > 0 {
+                        b.worker_threads(cfg.worker_threads);
+                    }
+                    b
+                }
+            };
             let rt = match rt.enable_all().build() {
                 Ok(rt) => rt,
                 Err(e) => {
@@ -110,12 +118,23 @@ fn main() -> ExitCode {
 
 async fn serve(cfg: pg_tenant_proxy::config::Config) -> Result<(), String> {
     let (shared, close_tx) = pg_tenant_proxy::server::prepare(&cfg)?;
+    let sessions = match cfg.runtime {
+        RuntimeKind::PerThread => {
+            let n = match cfg.worker_threads {
+                0 => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+                n => n,
+            };
+            Sessions::PerThread(PerThread::start(n, shared.clone())?)
+        }
+        RuntimeKind::Shared => Sessions::Shared,
+    };
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", cfg.listen))?;
     tracing::info!(listen = %cfg.listen, upstream_database = %cfg.upstream.database, upstream_role = %cfg.upstream.user, "pg-tenant-proxy ready");
     pg_tenant_proxy::server::run(
         listener,
+        sessions,
         shared,
         close_tx,
         cfg.limits.max_client_connections,

@@ -7,8 +7,11 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::TcpListener;
-use tokio::sync::{watch, Semaphore};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 use tracing::{error, info, Instrument};
 
 use crate::auth::Verifier;
@@ -46,9 +49,84 @@ pub fn prepare(cfg: &Config) -> Result<(Arc<Shared>, watch::Sender<bool>), Strin
     Ok((Arc::new(shared), close_tx))
 }
 
+/// A session handed to a worker thread: the accepted socket (already
+/// deregistered from the accepting runtime), its peer, its connection permit
+/// and its log span.
+type Job = (std::net::TcpStream, SocketAddr, OwnedSemaphorePermit, tracing::Span);
+
+/// Where sessions run.
+#[derive(Clone)]
+pub enum Sessions {
+    /// As tasks of the runtime that accepts (tokio's multi-thread runtime).
+    Shared,
+    /// Round-robin over worker threads, each with its own single-threaded
+    /// runtime: a session's two directions and its timers stay on one thread,
+    /// so no cross-thread wake-ups or work stealing on the hot path.
+    PerThread(Arc<PerThread>),
+}
+
+/// The worker threads of [`Sessions::PerThread`].
+pub struct PerThread {
+    senders: Vec<mpsc::UnboundedSender<Job>>,
+    next: AtomicUsize,
+}
+
+impl PerThread {
+    /// Starts `threads` worker threads that run sessions for `shared`.
+    pub fn start(threads: usize, shared: Arc<Shared>) -> Result<Arc<PerThread>, String> {
+        let mut senders = Vec::with_capacity(threads);
+        for i in 0..threads.max(1) {
+            let (tx, mut rx) = mpsc::unbounded_channel::<Job>();
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| format!("cannot start worker runtime: {e}"))?;
+            let shared = shared.clone();
+            std::thread::Builder::new()
+                .name(format!("pgtp-worker-{i}"))
+                .spawn(move || {
+                    rt.block_on(async move {
+                        while let Some((std_tcp, peer, permit, span)) = rx.recv().await {
+                            let shared = shared.clone();
+                            tokio::spawn(
+                                async move {
+                                    match TcpStream::from_std(std_tcp) {
+                                        Ok(tcp) => session::run(tcp, peer, shared).await,
+                                        Err(e) => error!(error = %e, "cannot register a connection"),
+                                    }
+                                    drop(permit);
+                                }
+                                .instrument(span),
+                            );
+                        }
+                    })
+                })
+                .map_err(|e| format!("cannot start worker thread: {e}"))?;
+            senders.push(tx);
+        }
+        Ok(Arc::new(PerThread {
+            senders,
+            next: AtomicUsize::new(0),
+        }))
+    }
+
+    fn dispatch(&self, tcp: TcpStream, peer: SocketAddr, permit: OwnedSemaphorePermit, span: tracing::Span) {
+        let std_tcp = match tcp.into_std() {
+            Ok(s) => s,
+            Err(e) => return error!(error = %e, "cannot hand a connection to a worker"),
+        };
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.senders.len();
+        if self.senders[i].send((std_tcp, peer, permit, span)).is_err() {
+            error!("a worker thread has stopped; connection dropped");
+        }
+    }
+}
+
 /// Serves clients on `listener` until `shutdown` completes, then drains.
+#[allow(clippy::too_many_arguments)]
 pub async fn run(
     listener: TcpListener,
+    sessions: Sessions,
     shared: Arc<Shared>,
     close_tx: watch::Sender<bool>,
     max_connections: usize,
@@ -77,16 +155,19 @@ pub async fn run(
         next_id += 1;
         let span = tracing::info_span!("conn", id = next_id, %peer, org = tracing::field::Empty);
         match permits.clone().try_acquire_owned() {
-            Ok(permit) => {
-                let shared = shared.clone();
-                tokio::spawn(
-                    async move {
-                        session::run(tcp, peer, shared).await;
-                        drop(permit);
-                    }
-                    .instrument(span),
-                );
-            }
+            Ok(permit) => match &sessions {
+                Sessions::PerThread(workers) => workers.dispatch(tcp, peer, permit, span),
+                Sessions::Shared => {
+                    let shared = shared.clone();
+                    tokio::spawn(
+                        async move {
+                            session::run(tcp, peer, shared).await;
+                            drop(permit);
+                        }
+                        .instrument(span),
+                    );
+                }
+            },
             Err(_) => {
                 tokio::spawn(session::refuse_busy(tcp).instrument(span));
             }
