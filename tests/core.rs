@@ -721,3 +721,14 @@ async fn public_key_and_jwks_tokens_work_end_to_end() {
         assert!(db_message(&err).contains("kid"));
     }
 }
+
+#[tokio::test]
+async fn shared_runtime_serves_sessions_too() {
+    let p = Proxy::start(&["--runtime", "shared", "--worker-threads", "2"]).await;
+    let a = p.connect(ORG_A, USER_A).await;
+    let b = p.connect(ORG_B, USER_B).await;
+    assert_eq!(setting(&a, "app.current_organization_id").await, ORG_A);
+    assert_eq!(setting(&b, "app.current_organization_id").await, ORG_B);
+    let err = a.batch_execute("SET ROLE tenant_owner").await.unwrap_err();
+    assert_eq!(sqlstate(&err), "42501");
+}
