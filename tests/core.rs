@@ -652,22 +652,25 @@ async fn public_key_and_jwks_tokens_work_end_to_end() {
         let public = write_file(dir.path(), &format!("{alg}.pub"), &kp.public_key_pem());
         // The proxy under test reads the public key; the harness's secret file is ignored.
         let p = Proxy::start_with_upstream_keys(&upstream, &["--jwt-public-key-file", public.to_str().unwrap()]).await;
-        let out = std::process::Command::new(bin())
-            .args([
-                "token",
-                "--private-key-file",
-                private.to_str().unwrap(),
-                "--alg",
-                alg,
-                "--org",
-                ORG_B,
-                "--kid",
-                "k1",
-            ])
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+        let mint = |kid: &str| {
+            let out = std::process::Command::new(bin())
+                .args([
+                    "token",
+                    "--private-key-file",
+                    private.to_str().unwrap(),
+                    "--alg",
+                    alg,
+                    "--org",
+                    ORG_B,
+                    "--kid",
+                    kid,
+                ])
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            String::from_utf8(out.stdout).unwrap().trim().to_owned()
+        };
+        let token = mint("k1");
         let c = p.try_connect(&token).await.unwrap_or_else(|e| panic!("{alg}: {e}"));
         assert_eq!(setting(&c, "app.current_organization_id").await, ORG_B, "{alg}");
         // An HS256 token signed with the public key's bytes is refused.
@@ -701,21 +704,7 @@ async fn public_key_and_jwks_tokens_work_end_to_end() {
             .await
             .unwrap_or_else(|e| panic!("{alg} via JWKS: {e}"));
         assert_eq!(setting(&c, "app.current_organization_id").await, ORG_B);
-        let out = std::process::Command::new(bin())
-            .args([
-                "token",
-                "--private-key-file",
-                private.to_str().unwrap(),
-                "--alg",
-                alg,
-                "--org",
-                ORG_B,
-                "--kid",
-                "unknown",
-            ])
-            .output()
-            .unwrap();
-        let unknown_kid = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+        let unknown_kid = mint("unknown");
         let err = pj.try_connect(&unknown_kid).await.err().unwrap();
         assert_eq!(sqlstate(&err), "28P01");
         assert!(db_message(&err).contains("kid"));
