@@ -167,19 +167,76 @@ fn frame_error(e: FrameError) -> End {
     })
 }
 
-async fn write_batch<W: AsyncWrite + Unpin>(w: &mut W, chunk: &Bytes, pieces: &[Piece]) -> std::io::Result<()> {
-    if pieces.is_empty() {
-        w.write_all(chunk).await?;
-    } else {
-        for p in pieces {
-            match p {
-                Piece::Range(a, b) if a < b => w.write_all(&chunk[*a..*b]).await?,
-                Piece::Range(..) => {}
-                Piece::Owned(bytes) => w.write_all(bytes).await?,
+/// One read's worth of frames being scanned, and what to send for them:
+/// the scanned bytes as they are, except frames replaced on the way.
+#[derive(Default)]
+struct Batch {
+    /// Scanned up to here (the next frame header, or the end of the buffer).
+    pos: usize,
+    /// Start of the bytes not yet covered by `pieces`.
+    seg: usize,
+    /// Empty unless a frame was replaced: then the whole batch, in order.
+    pieces: Vec<Piece>,
+}
+
+impl Batch {
+    fn start(&mut self) {
+        self.pos = 0;
+        self.seg = 0;
+        self.pieces.clear();
+    }
+
+    /// Streams the rest of a pass-through frame (`skip` bytes still to come)
+    /// from a buffer of `len` bytes. False when the frame goes on past it.
+    #[inline]
+    fn pass(&mut self, skip: &mut usize, len: usize) -> bool {
+        let take = (*skip).min(len - self.pos);
+        self.pos += take;
+        *skip -= take;
+        *skip == 0
+    }
+
+    /// Whether the whole `total`-byte frame at `pos` is buffered; if not,
+    /// room for it is reserved so the next read can complete it.
+    #[inline]
+    fn whole(&self, buf: &mut BytesMut, total: usize) -> bool {
+        let have = buf.len() - self.pos;
+        if have < total {
+            buf.reserve(total - have);
+            return false;
+        }
+        true
+    }
+
+    /// Sends `replacement` (nothing if empty) instead of the `total`-byte
+    /// frame at `pos`, and moves past it.
+    fn replace(&mut self, total: usize, replacement: Bytes) {
+        self.pieces.push(Piece::Range(self.seg, self.pos));
+        if !replacement.is_empty() {
+            self.pieces.push(Piece::Owned(replacement));
+        }
+        self.pos += total;
+        self.seg = self.pos;
+    }
+
+    /// Takes the scanned bytes off `buf` and writes them, with replacements,
+    /// in one batch.
+    async fn flush<W: AsyncWrite + Unpin>(&mut self, buf: &mut BytesMut, w: &mut W) -> std::io::Result<()> {
+        let chunk = buf.split_to(self.pos).freeze();
+        if self.pieces.is_empty() {
+            w.write_all(&chunk).await?;
+        } else {
+            self.pieces.push(Piece::Range(self.seg, self.pos));
+            for p in &self.pieces {
+                match p {
+                    Piece::Range(a, b) if a < b => w.write_all(&chunk[*a..*b]).await?,
+                    Piece::Range(..) => {}
+                    Piece::Owned(bytes) => w.write_all(bytes).await?,
+                }
             }
         }
+        w.flush().await
     }
-    w.flush().await
 }
 
 /// Client → upstream: frames pass as they are, except Query/Parse/FunctionCall
@@ -199,7 +256,7 @@ where
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
     // Bytes of a pass-through frame still to come; streamed, never buffered whole.
     let mut skip = 0usize;
-    let mut pieces: Vec<Piece> = Vec::new();
+    let mut batch = Batch::default();
     loop {
         if buf.capacity() - buf.len() < READ_CHUNK / 2 {
             buf.reserve(READ_CHUNK);
@@ -214,40 +271,30 @@ where
             Ok(_) => {}
             Err(e) => return End::Io(format!("client read: {e}")),
         }
-        let mut pos = 0usize;
-        let mut seg = 0usize;
         let mut terminate = false;
-        pieces.clear();
+        batch.start();
         loop {
-            if skip > 0 {
-                let take = skip.min(buf.len() - pos);
-                pos += take;
-                skip -= take;
-                if skip > 0 {
-                    break;
-                }
+            if skip > 0 && !batch.pass(&mut skip, buf.len()) {
+                break;
             }
-            let h = match peek_header(&buf, pos, max_message) {
+            let h = match peek_header(&buf, batch.pos, max_message) {
                 Ok(Some(h)) => h,
                 Ok(None) => break,
                 Err(e) => return frame_error(e),
             };
             match h.tag {
                 b'Q' | b'P' | b'F' => {
-                    if buf.len() - pos < h.total {
-                        buf.reserve(h.total - (buf.len() - pos));
+                    if !batch.whole(&mut buf, h.total) {
                         break;
                     }
-                    let body = &buf[pos + HEADER_LEN..pos + h.total];
-                    if let Some(replacement) = inspect(h.tag, body, guard, scope, refusals) {
-                        pieces.push(Piece::Range(seg, pos));
-                        pieces.push(Piece::Owned(replacement));
-                        seg = pos + h.total;
+                    let body = &buf[batch.pos + HEADER_LEN..batch.pos + h.total];
+                    match inspect(h.tag, body, guard, scope, refusals) {
+                        Some(replacement) => batch.replace(h.total, replacement),
+                        None => batch.pos += h.total,
                     }
-                    pos += h.total;
                 }
                 b'X' => {
-                    pos += h.total;
+                    batch.pos += h.total;
                     terminate = true;
                     break;
                 }
@@ -261,11 +308,7 @@ where
                 }
             }
         }
-        if !pieces.is_empty() {
-            pieces.push(Piece::Range(seg, pos));
-        }
-        let chunk = buf.split_to(pos).freeze();
-        if let Err(e) = write_batch(uw, &chunk, &pieces).await {
+        if let Err(e) = batch.flush(&mut buf, uw).await {
             return End::Io(format!("upstream write: {e}"));
         }
         if terminate {
@@ -361,7 +404,7 @@ where
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
     let mut skip = 0usize;
     let mut last_tag = 0u8;
-    let mut pieces: Vec<Piece> = Vec::new();
+    let mut batch = Batch::default();
     let expiry = async {
         match expires_at {
             Some(t) => tokio::time::sleep_until(t).await,
@@ -399,19 +442,12 @@ where
                 continue;
             }
         }
-        let mut pos = 0usize;
-        let mut seg = 0usize;
-        pieces.clear();
+        batch.start();
         loop {
-            if skip > 0 {
-                let take = skip.min(buf.len() - pos);
-                pos += take;
-                skip -= take;
-                if skip > 0 {
-                    break;
-                }
+            if skip > 0 && !batch.pass(&mut skip, buf.len()) {
+                break;
             }
-            let h = match peek_header(&buf, pos, usize::MAX) {
+            let h = match peek_header(&buf, batch.pos, usize::MAX) {
                 Ok(Some(h)) => h,
                 Ok(None) => break,
                 Err(_) => {
@@ -431,30 +467,21 @@ where
                 skip = h.total;
                 continue;
             }
-            if buf.len() - pos < h.total {
-                buf.reserve(h.total - (buf.len() - pos));
+            if !batch.whole(&mut buf, h.total) {
                 break;
             }
-            let body = &buf[pos + HEADER_LEN..pos + h.total];
+            let body = &buf[batch.pos + HEADER_LEN..batch.pos + h.total];
             let replacement = if h.tag == b'A' {
                 unscope_notification(body, scope)
             } else {
                 replace_marker_error(body, refusals)
             };
-            if let Some(r) = replacement {
-                pieces.push(Piece::Range(seg, pos));
-                if !r.is_empty() {
-                    pieces.push(Piece::Owned(r));
-                }
-                seg = pos + h.total;
+            match replacement {
+                Some(r) => batch.replace(h.total, r),
+                None => batch.pos += h.total,
             }
-            pos += h.total;
         }
-        if !pieces.is_empty() {
-            pieces.push(Piece::Range(seg, pos));
-        }
-        let chunk = buf.split_to(pos).freeze();
-        if let Err(e) = write_batch(cw, &chunk, &pieces).await {
+        if let Err(e) = batch.flush(&mut buf, cw).await {
             return End::Io(format!("client write: {e}"));
         }
     }
