@@ -5,7 +5,7 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends libclang1-14 libclang-common-14-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
-COPY Cargo.toml Cargo.lock ./
+COPY Cargo.toml Cargo.lock build.rs ./
 COPY src ./src
 COPY benches ./benches
 RUN cargo build --release --locked --bin pg-tenant-proxy

@@ -8,7 +8,9 @@
 //! parsed or flattened is refused.
 //!
 //! # Layout
-//! - `tree`: flattens a parse tree generically, via serde, into a pre-order list.
+//! - `flat`: parses with PostgreSQL's grammar straight into flattened trees.
+//! - `parse`: the protobuf parse tree, for the LISTEN/NOTIFY rewrite.
+//! - `tree`: the flattened, pre-order form of a statement's parse tree.
 //! - `walk`: the per-node rules.
 //! - `settings`: SET / RESET / set_config decisions.
 //! - `functions`: side-channel and dynamic-SQL names.
@@ -23,6 +25,7 @@
 #![cfg_attr(test, allow(clippy::panic))]
 
 mod cache;
+mod flat;
 mod functions;
 mod notify;
 mod parse;
@@ -189,34 +192,36 @@ impl Guard {
 
     /// The full decision: parse, flatten and walk every statement.
     fn walk_text(&self, text: &str) -> Checked {
-        // pg_query's own post-processing indexes into the tree; a panic there
-        // on hostile input must refuse the statement, not end the session.
-        let parsed = match parse::parse(text) {
-            Ok(p) => p,
-            Err(parse::ParseError::Syntax(msg)) => return Checked::Verdict(Cached::Deny(refusal::unparsable(&msg))),
-            // The parse tree is deeper than the decoder's recursion limit.
-            Err(parse::ParseError::TooDeep) => return Checked::Verdict(Cached::Deny(refusal::too_deep())),
-            Err(parse::ParseError::Nul) => return Checked::Verdict(Cached::Deny(refusal::invalid_utf8())),
+        let trees = match flat::parse(text) {
+            Ok(t) => t,
+            Err(e) => return Checked::Verdict(Cached::Deny(parse_refusal(e))),
         };
         let mut rewrite_needed = false;
-        for raw in &parsed.stmts {
-            let Some(node) = raw.stmt.as_ref().and_then(|n| n.node.as_ref()) else {
-                return Checked::Verdict(Cached::Deny(refusal::internal()));
-            };
-            let flat = match tree::Tree::build(node) {
-                Ok(t) => t,
-                Err(_) => return Checked::Verdict(Cached::Deny(refusal::internal())),
-            };
-            if let Err(e) = self.policy.check(&flat) {
+        for tree in &trees {
+            if let Err(e) = self.policy.check(tree) {
                 return Checked::Verdict(Cached::Deny(e));
             }
-            rewrite_needed |= notify::needs_rewrite(node);
+            rewrite_needed |= notify::needs_rewrite(tree);
         }
-        if rewrite_needed {
-            Checked::NeedsRewrite(parsed)
-        } else {
-            Checked::Verdict(Cached::Allow)
+        if !rewrite_needed {
+            return Checked::Verdict(Cached::Allow);
         }
+        // Rare (LISTEN/NOTIFY): the rewrite needs statement spans and values,
+        // which the protobuf tree carries.
+        match parse::parse(text) {
+            Ok(parsed) => Checked::NeedsRewrite(parsed),
+            Err(e) => Checked::Verdict(Cached::Deny(parse_refusal(e))),
+        }
+    }
+}
+
+/// The refusal for text that has no usable parse tree.
+fn parse_refusal(e: parse::ParseError) -> ClientError {
+    match e {
+        parse::ParseError::Syntax(msg) => refusal::unparsable(&msg),
+        parse::ParseError::TooDeep => refusal::too_deep(),
+        parse::ParseError::Nul | parse::ParseError::NotUtf8 => refusal::invalid_utf8(),
+        parse::ParseError::Internal(_) => refusal::internal(),
     }
 }
 

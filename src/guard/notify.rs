@@ -89,11 +89,12 @@ pub(crate) fn rewrite(stmt: &pg_query::NodeEnum, prefix: &str) -> Option<Result<
     }
 }
 
-/// Whether the statement is a LISTEN/NOTIFY/UNLISTEN that will be rewritten.
-pub(crate) fn needs_rewrite(stmt: &pg_query::NodeEnum) -> bool {
-    match stmt {
-        pg_query::NodeEnum::ListenStmt(_) | pg_query::NodeEnum::NotifyStmt(_) => true,
-        pg_query::NodeEnum::UnlistenStmt(s) => !s.conditionname.is_empty(),
+/// Whether the statement (the tree's root) is a LISTEN/NOTIFY/UNLISTEN that
+/// [`rewrite`] will change.
+pub(crate) fn needs_rewrite(stmt: &super::tree::Tree) -> bool {
+    match stmt.ty(0) {
+        Some("ListenStmt" | "NotifyStmt") => true,
+        Some("UnlistenStmt") => !stmt.str_field(0, "conditionname").is_empty(),
         _ => false,
     }
 }

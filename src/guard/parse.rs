@@ -50,10 +50,14 @@ extern "C" {
 pub(crate) enum ParseError {
     /// PostgreSQL's grammar rejects it (its message).
     Syntax(String),
-    /// The tree is deeper than the protobuf decoder's recursion limit.
+    /// The tree is deeper or larger than the guard's limits.
     TooDeep,
     /// The text holds a NUL byte.
     Nul,
+    /// A string in the tree (spelled with escapes) is not valid UTF-8.
+    NotUtf8,
+    /// The tree could not be written out (never expected; fail closed).
+    Internal(String),
 }
 
 /// Parses `text` with PostgreSQL's grammar (default parser options).

@@ -170,14 +170,187 @@ fn prefilter_refuses_nothing_itself() {
 }
 
 #[test]
-fn deeply_nested_expression_refused_not_forwarded() {
+fn deep_expressions_up_to_the_limit_pass_deeper_ones_are_refused() {
     let g = guard();
-    // Names pg_* so the prefilter declines and the full decode runs.
-    let sql = format!("SELECT {}", vec!["pg_backend_pid()"; 400].join(" + "));
+    // Names pg_* so the prefilter declines and the full parse runs.
+    let chain = |n: usize| format!("SELECT {}", vec!["pg_backend_pid()"; n].join(" + "));
+    assert_eq!(g.check_query(chain(400).as_bytes(), &scope()), Verdict::Allow);
+    let too_deep = chain(usize::try_from(super::flat::MAX_DEPTH).unwrap_or(1000) + 100);
     assert_eq!(
-        code(&g.check_query(sql.as_bytes(), &scope())),
+        code(&g.check_query(too_deep.as_bytes(), &scope())),
         Some(SqlState::ProgramLimitExceeded)
     );
+    // Far past the limit: PostgreSQL's own stack check, not a crash.
+    assert_eq!(
+        code(&g.check_query(chain(20_000).as_bytes(), &scope())),
+        Some(SqlState::ProgramLimitExceeded)
+    );
+}
+
+/// Statements of many node kinds beyond the two corpora, for the check that
+/// the C writer and the protobuf tree agree.
+const NODE_KINDS: &[&str] = &[
+    "CREATE TABLE t (id uuid PRIMARY KEY DEFAULT gen_random_uuid(), n int NOT NULL CHECK (n > 0) \
+     REFERENCES u(id) ON DELETE CASCADE, g int GENERATED ALWAYS AS (n * 2) STORED, UNIQUE (n, g)) \
+     PARTITION BY RANGE (n)",
+    "CREATE TABLE p1 PARTITION OF t FOR VALUES FROM (1) TO (10) WITH (fillfactor = 70)",
+    "CREATE UNLOGGED TABLE IF NOT EXISTS x AS SELECT 1 AS a WITH NO DATA",
+    "ALTER TABLE t ADD COLUMN c text COLLATE \"C\", ALTER COLUMN n SET DEFAULT 3, DROP CONSTRAINT k, \
+     ENABLE ROW LEVEL SECURITY, ALTER COLUMN n TYPE bigint USING n::bigint",
+    "ALTER TABLE t ALTER CONSTRAINT fk DEFERRABLE INITIALLY DEFERRED",
+    "CREATE UNIQUE INDEX CONCURRENTLY i ON t USING btree (lower(c) DESC NULLS LAST) INCLUDE (n) WHERE n > 1",
+    "CREATE MATERIALIZED VIEW mv AS SELECT count(*) FROM t; REFRESH MATERIALIZED VIEW CONCURRENTLY mv",
+    "CREATE OR REPLACE VIEW v WITH (security_barrier) AS SELECT * FROM t WITH CASCADED CHECK OPTION",
+    "GRANT SELECT (n), UPDATE ON t TO a WITH GRANT OPTION; REVOKE ALL ON SCHEMA s FROM PUBLIC CASCADE",
+    "ALTER DEFAULT PRIVILEGES IN SCHEMA s GRANT SELECT ON TABLES TO r",
+    "CREATE POLICY p ON t AS RESTRICTIVE FOR UPDATE TO r USING (n = 1) WITH CHECK (n = 2)",
+    "CREATE TYPE e AS ENUM ('a', 'b'); CREATE TYPE c AS (x int, y text); CREATE TYPE r AS RANGE (subtype = int4)",
+    "CREATE DOMAIN d AS int CHECK (VALUE > 0) NOT NULL",
+    "CREATE SEQUENCE s INCREMENT 2 MINVALUE 1 CACHE 10 OWNED BY t.n; ALTER SEQUENCE s RESTART WITH 5",
+    "COPY t (n) FROM STDIN WITH (FORMAT csv, HEADER true, FORCE_NULL (n))",
+    "COPY (SELECT * FROM t WHERE n > $1) TO STDOUT",
+    "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) SELECT * FROM t",
+    "VACUUM (VERBOSE, ANALYZE) t (n); ANALYZE t; CLUSTER t USING i; REINDEX TABLE CONCURRENTLY t",
+    "LOCK TABLE t IN SHARE ROW EXCLUSIVE MODE NOWAIT; TRUNCATE t, u RESTART IDENTITY CASCADE",
+    "CREATE SCHEMA s AUTHORIZATION r CREATE TABLE q (a int)",
+    "CREATE TRIGGER tr BEFORE INSERT OR UPDATE OF n ON t REFERENCING NEW TABLE AS nt FOR EACH STATEMENT \
+     WHEN (true) EXECUTE FUNCTION f()",
+    "CREATE RULE r AS ON INSERT TO t WHERE NEW.n > 0 DO ALSO NOTIFY t",
+    "CREATE FUNCTION f(a int DEFAULT 1, OUT b int) RETURNS SETOF record LANGUAGE sql STABLE STRICT \
+     SECURITY DEFINER SET search_path = pg_catalog COST 10 ROWS 5 AS $$ SELECT 1 $$",
+    "CREATE PROCEDURE pr(INOUT x int) LANGUAGE sql BEGIN ATOMIC SELECT 1; END; CALL pr(1)",
+    "DO LANGUAGE plpgsql $$ BEGIN PERFORM 1; END $$",
+    "SELECT * FROM JSON_TABLE(jsonb '[1]', '$[*]' COLUMNS (a int PATH '$', NESTED PATH '$' COLUMNS (b int PATH '$'))) jt",
+    "SELECT JSON_OBJECT('a': 1 ABSENT ON NULL), JSON_ARRAYAGG(n ORDER BY n), '{}' IS JSON OBJECT, \
+     JSON_VALUE(jsonb '1', '$' RETURNING int DEFAULT 0 ON ERROR), JSON_EXISTS(jsonb '1', '$')",
+    "MERGE INTO t USING u ON t.id = u.id WHEN MATCHED AND u.n = 0 THEN DELETE WHEN MATCHED THEN \
+     UPDATE SET n = u.n WHEN NOT MATCHED BY SOURCE THEN DELETE WHEN NOT MATCHED THEN INSERT (id, n) \
+     VALUES (u.id, u.n) RETURNING merge_action(), t.*",
+    "SELECT xmlelement(name x, xmlattributes(1 AS a), 'b'), xmlforest(n), xmlserialize(content '<a/>' AS text) \
+     FROM XMLTABLE('/r' PASSING '<r/>' COLUMNS a int PATH 'a' DEFAULT 0)",
+    "SELECT n, rank() OVER w, sum(n) FILTER (WHERE n > 0) OVER (PARTITION BY c ORDER BY n ROWS BETWEEN \
+     1 PRECEDING AND CURRENT ROW EXCLUDE TIES) FROM t WINDOW w AS (ORDER BY n)",
+    "SELECT a, b, count(*) FROM t GROUP BY DISTINCT GROUPING SETS ((a), CUBE (a, b), ROLLUP (b), ()) \
+     HAVING count(*) > 1",
+    "SELECT * FROM t TABLESAMPLE BERNOULLI (10) REPEATABLE (1), LATERAL (SELECT * FROM u WHERE u.n = t.n) x \
+     FOR UPDATE OF t SKIP LOCKED",
+    "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r WHERE n < 5) SEARCH DEPTH FIRST BY n \
+     SET ord CYCLE n SET is_cycle USING path SELECT * FROM r",
+    "WITH m AS MATERIALIZED (DELETE FROM t WHERE n = 1 RETURNING *) SELECT * FROM m",
+    "INSERT INTO t AS x (id, n) OVERRIDING SYSTEM VALUE VALUES (DEFAULT, 1), ($1, $2) \
+     ON CONFLICT (id) WHERE n > 0 DO UPDATE SET n = EXCLUDED.n WHERE x.n < 5 RETURNING old.n, new.n",
+    "INSERT INTO t SELECT * FROM u ON CONFLICT ON CONSTRAINT k DO NOTHING",
+    "UPDATE t SET (a, b) = (SELECT 1, 2), c[1:2] = '{1,2}', d.e = 3 FROM u WHERE CURRENT OF cur",
+    "SELECT a[1], a[1:2], (r).f, (r).*, x COLLATE \"C\", a IS DISTINCT FROM b, a BETWEEN SYMMETRIC 1 AND 2, \
+     CASE WHEN a THEN 1 ELSE 2 END, CASE a WHEN 1 THEN 'x' END, COALESCE(a, b), NULLIF(a, b), \
+     GREATEST(a, b), LEAST(a, b), ROW(a, b) < ROW(c, d), a IN (1, 2), a = ANY ($1), EXISTS (SELECT 1), \
+     ARRAY[1, 2], ARRAY(SELECT 1), a LIKE 'x%' ESCAPE '!', a SIMILAR TO 'x', a IS NOT TRUE, a ISNULL",
+    "SELECT CURRENT_DATE, CURRENT_TIMESTAMP(3), LOCALTIME, CURRENT_USER, SESSION_USER, CURRENT_ROLE, \
+     CURRENT_CATALOG, CURRENT_SCHEMA, USER",
+    "SELECT B'101', X'ff', 1.5e10, -7, true, false, NULL, 'x'::text, CAST('1' AS int), \
+     interval '1' day, '1 hour'::interval(0), numeric(10, 2) '1.5', 9223372036854775807, 0.0",
+    "SELECT extract(year FROM now()), overlay('abc' placing 'x' from 2), position('a' in 'b'), \
+     substring('abc' from 1 for 2), trim(both 'x' from 'xax'), normalize('a', NFC), 'a' IS NFC NORMALIZED, \
+     collation for ('a'), now() AT TIME ZONE 'UTC', now() AT LOCAL",
+    "SET TIME ZONE 'UTC'; SET LOCAL statement_timeout = 5; SET search_path TO a, \"B\"; RESET ALL; \
+     SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY; SET TRANSACTION ISOLATION LEVEL SERIALIZABLE",
+    "PREPARE q(int) AS SELECT $1; EXECUTE q(1); DEALLOCATE ALL; DECLARE c SCROLL CURSOR WITH HOLD FOR \
+     SELECT 1; FETCH BACKWARD 2 FROM c; MOVE LAST IN c; CLOSE c",
+    "LISTEN a; NOTIFY a, 'p'; UNLISTEN *; DISCARD ALL; CHECKPOINT; LOAD 'x'",
+    "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY, DEFERRABLE; SAVEPOINT s; ROLLBACK TO SAVEPOINT s; \
+     RELEASE s; PREPARE TRANSACTION 'x'; COMMIT PREPARED 'x'; COMMIT AND CHAIN",
+    "CREATE EXTENSION IF NOT EXISTS x WITH SCHEMA s VERSION '1'; ALTER EXTENSION x UPDATE; \
+     ALTER EXTENSION x ADD FUNCTION f(int)",
+    "CREATE SERVER s FOREIGN DATA WRAPPER w OPTIONS (host 'h'); CREATE USER MAPPING FOR r SERVER s; \
+     CREATE FOREIGN TABLE ft (a int OPTIONS (c 'x')) SERVER s; IMPORT FOREIGN SCHEMA x LIMIT TO (y) \
+     FROM SERVER s INTO z",
+    "CREATE PUBLICATION p FOR TABLE t (n) WHERE (n > 0), TABLES IN SCHEMA s; \
+     CREATE SUBSCRIPTION sub CONNECTION 'x' PUBLICATION p WITH (enabled = false)",
+    "ALTER SYSTEM SET work_mem = '1MB'; CREATE STATISTICS st (ndistinct) ON a, b FROM t; \
+     SECURITY LABEL FOR l ON TABLE t IS 'x'; COMMENT ON COLUMN t.n IS 'c'",
+    "CREATE EVENT TRIGGER e ON ddl_command_start WHEN TAG IN ('CREATE TABLE') EXECUTE FUNCTION f()",
+    "CREATE AGGREGATE ag(int) (SFUNC = f, STYPE = int, INITCOND = '0'); CREATE OPERATOR === \
+     (LEFTARG = int, RIGHTARG = int, FUNCTION = f); CREATE CAST (int AS text) WITH INOUT AS IMPLICIT",
+    "CREATE COLLATION co (provider = icu, locale = 'und'); CREATE TEXT SEARCH CONFIGURATION tc (COPY = english); \
+     CREATE CONVERSION cv FOR 'LATIN1' TO 'UTF8' FROM f",
+    "ALTER TABLE t RENAME COLUMN a TO b; ALTER TABLE t OWNER TO r; ALTER FUNCTION f(int) SET SCHEMA s; \
+     DROP TABLE IF EXISTS t, u CASCADE; DROP FUNCTION f(int), g()",
+    "REASSIGN OWNED BY a TO b; DROP OWNED BY a; CREATE ROLE r WITH LOGIN PASSWORD 'x' VALID UNTIL 'infinity' \
+     IN ROLE a; ALTER ROLE r SET search_path = s; ALTER ROLE r IN DATABASE d RESET ALL",
+    "CREATE DATABASE d WITH OWNER r TEMPLATE template0; CREATE TABLESPACE ts LOCATION '/x'; \
+     CREATE ACCESS METHOD am TYPE TABLE HANDLER h; CREATE TRANSFORM FOR int LANGUAGE l (FROM SQL WITH \
+     FUNCTION f(internal)); CREATE LANGUAGE l HANDLER h",
+    "ALTER DATABASE d SET work_mem TO DEFAULT; ALTER DATABASE d REFRESH COLLATION VERSION; \
+     ALTER TYPE e ADD VALUE 'c' BEFORE 'a'; ALTER TYPE e RENAME VALUE 'a' TO 'z'",
+    "SELECT $1::int[], ARRAY[[1, 2], [3, 4]], '{}'::jsonb -> 'a' ->> 'b', t.* FROM ONLY t, u *, ROWS FROM \
+     (generate_series(1, 2), unnest('{}'::int[])) WITH ORDINALITY AS r(a, b, o)",
+    "SELECT DISTINCT ON (a) a FROM t ORDER BY a USING <, b NULLS FIRST OFFSET 1 ROWS FETCH FIRST 2 ROWS WITH TIES",
+    "SELECT 1 UNION SELECT 2 INTERSECT ALL SELECT 3 EXCEPT SELECT 4; VALUES (1, 'a'), (2, 'b'); TABLE t",
+    "SELECT * FROM t NATURAL FULL JOIN u CROSS JOIN v LEFT JOIN w USING (id) AS j",
+    "CREATE TABLE ty (a int[] DEFAULT '{}', b varchar(10), c timestamp(3) with time zone, d double precision, \
+     e bit varying(5)); \
+     CREATE FUNCTION g(a t.n%TYPE) RETURNS SETOF t LANGUAGE sql AS 'SELECT 1'",
+];
+
+/// Whether two flattened trees are the same, item by item: fields, kinds,
+/// values and shape. Type names compare case-insensitively (see `Kind`).
+fn same_tree(a: &tree::Tree, b: &tree::Tree) -> Result<(), String> {
+    if a.items.len() != b.items.len() {
+        return Err(format!("{} items vs {}", a.items.len(), b.items.len()));
+    }
+    for (i, (x, y)) in a.items.iter().zip(&b.items).enumerate() {
+        let kinds = match (x.kind, y.kind) {
+            (tree::Kind::Struct(p), tree::Kind::Struct(q)) => p.eq_ignore_ascii_case(q),
+            (tree::Kind::Str(..), tree::Kind::Str(..)) => a.str_at(i) == b.str_at(i),
+            (p, q) => p == q,
+        };
+        if !kinds || x.field != y.field || x.parent != y.parent || x.end != y.end {
+            return Err(format!("item {i}: {x:?} {:?} vs {y:?} {:?}", a.str_at(i), b.str_at(i)));
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn c_writer_and_protobuf_trees_agree() {
+    let texts = guard_corpus::must_pass()
+        .into_iter()
+        .chain(guard_corpus::attacks())
+        .filter_map(|c| c.sql_str().map(str::to_owned))
+        .chain(NODE_KINDS.iter().map(|s| (*s).to_owned()));
+    let mut compared = 0usize;
+    for sql in texts {
+        if sql.contains('\0') {
+            continue;
+        }
+        match (super::flat::parse(&sql), super::parse::parse(&sql)) {
+            (Ok(ours), Ok(theirs)) => {
+                assert_eq!(ours.len(), theirs.stmts.len(), "{sql}");
+                for (t, raw) in ours.iter().zip(&theirs.stmts) {
+                    let Some(node) = raw.stmt.as_ref().and_then(|n| n.node.as_ref()) else {
+                        panic!("{sql}: statement without a node")
+                    };
+                    let Ok(reference) = tree::Tree::build(node) else {
+                        panic!("{sql}: flatten failed")
+                    };
+                    if let Err(e) = same_tree(t, &reference) {
+                        panic!("{sql}: {e}");
+                    }
+                    compared += 1;
+                }
+            }
+            (Err(super::parse::ParseError::Syntax(a)), Err(super::parse::ParseError::Syntax(b))) => {
+                assert_eq!(a, b, "{sql}")
+            }
+            (a, b) => panic!("{sql}: {:?} vs {:?}", a.map(|t| t.len()), b.map(|_| ())),
+        }
+    }
+    assert!(compared > 300, "only {compared} statements compared");
+    let broken: Vec<String> = NODE_KINDS
+        .iter()
+        .filter_map(|sql| super::flat::parse(sql).err().map(|e| format!("{sql}: {e:?}")))
+        .collect();
+    assert!(broken.is_empty(), "{broken:#?}");
 }
 
 #[test]

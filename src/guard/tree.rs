@@ -1,20 +1,23 @@
 //! Flattens a pg_query parse tree into a generic, pre-order list of items so
 //! the policy can visit every node of every kind.
 //!
-//! Input: the protobuf tree pg_query built from untrusted client SQL. The
-//! walk does not name node kinds or fields to find children: it goes through
-//! the `serde::Serialize` impl that pg_query derives on every protobuf type,
-//! so every field of every node (including kinds added in later versions) is
-//! emitted. Nothing is skipped except scalar defaults (`0`, `false`, `""`,
-//! `None`) and source positions, which carry no policy meaning.
+//! Input: the parse tree of untrusted client SQL, as events from the C
+//! writer ([`super::flat`], which visits every field of every node kind with
+//! libpg_query's generated walker) fed to a [`Writer`]. Tests also build
+//! trees from pg_query's protobuf types through their `serde::Serialize`
+//! impl, to check the two agree. Nothing is kept of scalar defaults (`0`,
+//! `false`, `""`, `None`) or source positions, which carry no policy meaning.
 
+#[cfg(test)]
 use serde::ser::{self, Serialize};
 use std::fmt;
 
 /// What one item is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Kind {
-    /// A protobuf message, by its Rust type name (`FuncCall`, `String`, ...).
+    /// A parse node, by its libpg_query type name (`FuncCall`, `AConst`,
+    /// `String`, ...; pg_query's Rust types differ only in case, such as
+    /// `SQLValueFunction` / `SqlValueFunction`).
     Struct(&'static str),
     /// A repeated field.
     Seq,
@@ -59,6 +62,7 @@ impl fmt::Display for FlattenError {
 
 impl std::error::Error for FlattenError {}
 
+#[cfg(test)]
 impl ser::Error for FlattenError {
     fn custom<T: fmt::Display>(msg: T) -> Self {
         FlattenError(msg.to_string())
@@ -67,6 +71,7 @@ impl ser::Error for FlattenError {
 
 /// Wrapper messages that carry no meaning of their own: `Node` holds exactly
 /// one oneof, which is emitted in its place.
+#[cfg(test)]
 const TRANSPARENT: &[&str] = &["Node"];
 
 /// Integer fields that only record source positions.
@@ -77,6 +82,7 @@ pub(crate) const MAX_ITEMS: usize = 1 << 20;
 
 impl Tree {
     /// Flattens `value` (a statement node or any protobuf message).
+    #[cfg(test)]
     pub(crate) fn build<T: Serialize + ?Sized>(value: &T) -> Result<Tree, FlattenError> {
         let mut b = Builder {
             tree: Tree {
@@ -205,6 +211,74 @@ impl Iterator for Children<'_> {
     }
 }
 
+/// Builds one [`Tree`] from open / close / scalar events, in pre-order.
+pub(crate) struct Writer {
+    b: Builder,
+}
+
+impl Writer {
+    pub(crate) fn new() -> Writer {
+        Writer {
+            b: Builder {
+                tree: Tree {
+                    items: Vec::with_capacity(128),
+                    text: String::with_capacity(64),
+                },
+                stack: Vec::with_capacity(32),
+                field: "",
+            },
+        }
+    }
+
+    /// Containers open right now.
+    pub(crate) fn depth(&self) -> usize {
+        self.b.stack.len()
+    }
+
+    /// Opens a node of type `ty` stored in `field` of the current container.
+    pub(crate) fn open_struct(&mut self, field: &'static str, ty: &'static str) -> Result<(), FlattenError> {
+        self.b.field = field;
+        self.b.open(Kind::Struct(ty))
+    }
+
+    /// Opens a list stored in `field`.
+    pub(crate) fn open_seq(&mut self, field: &'static str) -> Result<(), FlattenError> {
+        self.b.field = field;
+        self.b.open(Kind::Seq)
+    }
+
+    /// Closes the innermost open node or list.
+    pub(crate) fn close(&mut self) -> Result<(), FlattenError> {
+        self.b.close()
+    }
+
+    /// A string value (empty strings are defaults and are not stored).
+    pub(crate) fn str(&mut self, field: &'static str, v: &str) -> Result<(), FlattenError> {
+        self.b.field = field;
+        self.b.string(v)
+    }
+
+    /// An integer (zero and source positions are not stored).
+    pub(crate) fn int(&mut self, field: &'static str, v: i64) -> Result<(), FlattenError> {
+        self.b.field = field;
+        self.b.int(v)
+    }
+
+    /// A `true` boolean.
+    pub(crate) fn truth(&mut self, field: &'static str) -> Result<(), FlattenError> {
+        self.b.field = field;
+        self.b.push(Kind::True).map(|_| ())
+    }
+
+    /// The finished tree; every container must be closed.
+    pub(crate) fn finish(self) -> Result<Tree, FlattenError> {
+        if !self.b.stack.is_empty() {
+            return Err(FlattenError("unbalanced tree".into()));
+        }
+        Ok(self.b.tree)
+    }
+}
+
 struct Builder {
     tree: Tree,
     /// Open containers: index of the item, or `None` for a transparent one.
@@ -262,10 +336,22 @@ impl Builder {
         }
         self.push(Kind::Int(v)).map(|_| ())
     }
+
+    fn string(&mut self, v: &str) -> Result<(), FlattenError> {
+        if v.is_empty() {
+            return Ok(());
+        }
+        let start = u32::try_from(self.tree.text.len()).map_err(|_| FlattenError("parse tree too large".into()))?;
+        let len = u32::try_from(v.len()).map_err(|_| FlattenError("parse tree too large".into()))?;
+        self.tree.text.push_str(v);
+        self.push(Kind::Str(start, len)).map(|_| ())
+    }
 }
 
+#[cfg(test)]
 type R = Result<(), FlattenError>;
 
+#[cfg(test)]
 impl<'a> ser::Serializer for &'a mut Builder {
     type Ok = ();
     type Error = FlattenError;
@@ -318,13 +404,7 @@ impl<'a> ser::Serializer for &'a mut Builder {
         self.serialize_str(v.encode_utf8(&mut buf))
     }
     fn serialize_str(self, v: &str) -> R {
-        if v.is_empty() {
-            return Ok(());
-        }
-        let start = u32::try_from(self.tree.text.len()).map_err(|_| FlattenError("parse tree too large".into()))?;
-        let len = u32::try_from(v.len()).map_err(|_| FlattenError("parse tree too large".into()))?;
-        self.tree.text.push_str(v);
-        self.push(Kind::Str(start, len)).map(|_| ())
+        self.string(v)
     }
     fn serialize_bytes(self, v: &[u8]) -> R {
         // No protobuf field of pg_query is `bytes`; keep any as lossy text so
@@ -405,6 +485,7 @@ impl<'a> ser::Serializer for &'a mut Builder {
     }
 }
 
+#[cfg(test)]
 /// An open container. `restore` is set for a transparent wrapper: its single
 /// field is stored under the wrapper's own field name.
 pub(crate) struct Compound<'a> {
@@ -412,6 +493,7 @@ pub(crate) struct Compound<'a> {
     restore: Option<&'static str>,
 }
 
+#[cfg(test)]
 impl Compound<'_> {
     fn element<T: Serialize + ?Sized>(&mut self, value: &T) -> R {
         self.b.field = "";
@@ -426,6 +508,7 @@ impl Compound<'_> {
     }
 }
 
+#[cfg(test)]
 impl ser::SerializeSeq for Compound<'_> {
     type Ok = ();
     type Error = FlattenError;
@@ -437,6 +520,7 @@ impl ser::SerializeSeq for Compound<'_> {
     }
 }
 
+#[cfg(test)]
 impl ser::SerializeTuple for Compound<'_> {
     type Ok = ();
     type Error = FlattenError;
@@ -448,6 +532,7 @@ impl ser::SerializeTuple for Compound<'_> {
     }
 }
 
+#[cfg(test)]
 impl ser::SerializeTupleStruct for Compound<'_> {
     type Ok = ();
     type Error = FlattenError;
@@ -459,6 +544,7 @@ impl ser::SerializeTupleStruct for Compound<'_> {
     }
 }
 
+#[cfg(test)]
 impl ser::SerializeTupleVariant for Compound<'_> {
     type Ok = ();
     type Error = FlattenError;
@@ -470,6 +556,7 @@ impl ser::SerializeTupleVariant for Compound<'_> {
     }
 }
 
+#[cfg(test)]
 impl ser::SerializeMap for Compound<'_> {
     type Ok = ();
     type Error = FlattenError;
@@ -484,6 +571,7 @@ impl ser::SerializeMap for Compound<'_> {
     }
 }
 
+#[cfg(test)]
 impl ser::SerializeStruct for Compound<'_> {
     type Ok = ();
     type Error = FlattenError;
@@ -495,6 +583,7 @@ impl ser::SerializeStruct for Compound<'_> {
     }
 }
 
+#[cfg(test)]
 impl ser::SerializeStructVariant for Compound<'_> {
     type Ok = ();
     type Error = FlattenError;
