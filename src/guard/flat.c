@@ -263,18 +263,17 @@ _outList(PgtpFlat *out, const List *node)
 	flat_list(out, node);
 }
 
+/* IntList and OidList have the same message shape as List. */
 static void
 _outIntList(PgtpFlat *out, const List *node)
 {
-	flat_field(out, LIT("items"));
-	flat_list(out, node);
+	_outList(out, node);
 }
 
 static void
 _outOidList(PgtpFlat *out, const List *node)
 {
-	flat_field(out, LIT("items"));
-	flat_list(out, node);
+	_outList(out, node);
 }
 
 static void
