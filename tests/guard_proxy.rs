@@ -323,3 +323,27 @@ async fn fast_path_function_call_is_refused() {
     let row = msgs.iter().find(|m| m.0 == b'D').unwrap();
     assert!(String::from_utf8_lossy(&row.1).contains(ORG_A));
 }
+
+#[tokio::test]
+async fn statement_over_the_size_limit_is_refused_and_the_session_goes_on() {
+    let p = Proxy::start(&[]).await;
+    let c = p.connect(ORG_A, USER_A).await;
+    // Just over the default guard.max_statement_bytes (1 MiB).
+    let long = format!("SELECT length('{}')", "x".repeat(1 << 20));
+    let err = c.simple_query(&long).await.unwrap_err();
+    assert_eq!(sqlstate(&err), "54000");
+    let msg = err.as_db_error().unwrap().message();
+    assert!(
+        msg.starts_with(PROXY_PREFIX) && msg.contains("up to 1048576 bytes"),
+        "{msg}"
+    );
+    // Under the limit the same statement runs.
+    let fits = format!("SELECT length('{}')", "x".repeat((1 << 20) - 100));
+    let rows = c.simple_query(&fits).await.unwrap();
+    let n = rows.iter().find_map(|m| match m {
+        SimpleQueryMessage::Row(r) => r.get(0).map(str::to_owned),
+        _ => None,
+    });
+    assert_eq!(n.as_deref(), Some("1048476"));
+    assert_eq!(pinned(&c).await.0, ORG_A);
+}

@@ -62,7 +62,8 @@ typedef struct
 	PgtpEvent  *events;
 	size_t		len;
 	size_t		cap;
-	int			status;			/* 0 ok, 1 syntax error, 2 a limit, 3 other */
+	int			status;			/* 0 ok, 1 syntax error, 2 too deep, 3 other,
+								 * 4 too large */
 	char	   *message;		/* malloc'd error message, or NULL */
 	MemoryContext ctx;			/* the parse tree's memory */
 	/* While writing: the field the next event is stored under. */
@@ -115,7 +116,7 @@ static void
 flat_open(PgtpFlat *out, uint32_t kind, const char *name, uint32_t name_len)
 {
 	if (++out->depth > out->max_depth)
-		ereport(ERROR, (errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+		ereport(ERROR, (errcode(ERRCODE_STATEMENT_TOO_COMPLEX),
 						errmsg("parse tree nested too deeply")));
 	flat_push(out, kind, name, name_len, 0);
 }
@@ -364,7 +365,10 @@ _outNode(PgtpFlat *out, const void *obj)
 	}
 }
 
-/* Records the error being handled: a limit (depth, size, stack) or other. */
+/*
+ * Records the error being handled: too deep (our depth limit or PostgreSQL's
+ * stack check, both 54001), too large (54000) or other.
+ */
 static void
 flat_error(PgtpFlat *out)
 {
@@ -372,8 +376,12 @@ flat_error(PgtpFlat *out)
 
 	MemoryContextSwitchTo(out->ctx);
 	error_data = CopyErrorData();
-	out->status = (error_data->sqlerrcode == ERRCODE_PROGRAM_LIMIT_EXCEEDED ||
-				   error_data->sqlerrcode == ERRCODE_STATEMENT_TOO_COMPLEX) ? 2 : 3;
+	if (error_data->sqlerrcode == ERRCODE_STATEMENT_TOO_COMPLEX)
+		out->status = 2;
+	else if (error_data->sqlerrcode == ERRCODE_PROGRAM_LIMIT_EXCEEDED)
+		out->status = 4;
+	else
+		out->status = 3;
 	out->message = strdup(error_data->message ? error_data->message : "error");
 	FlushErrorState();
 }

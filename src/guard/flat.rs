@@ -99,6 +99,7 @@ pub(crate) fn parse(text: &str) -> Result<Vec<Tree>, ParseError> {
         0 => {}
         1 => return Err(ParseError::Syntax(message(out))),
         2 => return Err(ParseError::TooDeep),
+        4 => return Err(ParseError::TooLarge),
         _ => return Err(ParseError::Internal(message(out))),
     }
     if out.events.is_null() {
@@ -153,7 +154,13 @@ fn value(ev: &Event) -> Result<&str, ParseError> {
 }
 
 fn read(events: &[Event]) -> Result<Vec<Tree>, ParseError> {
-    let limit = |e: super::tree::FlattenError| ParseError::Internal(e.to_string());
+    let limit = |e: super::tree::FlattenError| {
+        if e.is_too_large() {
+            ParseError::TooLarge
+        } else {
+            ParseError::Internal(e.to_string())
+        }
+    };
     let mut trees = Vec::with_capacity(1);
     let mut w = Writer::new();
     for ev in events {

@@ -57,6 +57,10 @@ pub struct GuardConfig {
     pub allow_create_function: bool,
     /// Verdicts kept in the shared cache; 0 disables it.
     pub verdict_cache_entries: usize,
+    /// Longest statement text (one Query or Parse) the guard parses; longer
+    /// ones are refused with 54000. Bounds the memory one message can make
+    /// the parser use (about 100-150 bytes per byte of text at worst).
+    pub max_statement_bytes: usize,
 }
 
 impl Default for GuardConfig {
@@ -66,9 +70,13 @@ impl Default for GuardConfig {
             allow_do_blocks: false,
             allow_create_function: false,
             verdict_cache_entries: 4096,
+            max_statement_bytes: DEFAULT_MAX_STATEMENT_BYTES,
         }
     }
 }
+
+/// Default of [`GuardConfig::max_statement_bytes`]: 1 MiB.
+pub const DEFAULT_MAX_STATEMENT_BYTES: usize = 1 << 20;
 
 /// What to do with one client message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,6 +92,7 @@ pub enum Verdict {
 /// The statement policy, built once and shared by all sessions.
 pub struct Guard {
     policy: walk::Policy,
+    max_statement_bytes: usize,
     cache: Option<VerdictCache>,
 }
 
@@ -130,7 +139,11 @@ impl Guard {
                 protected.push(name);
             }
         }
+        if cfg.max_statement_bytes == 0 {
+            return Err("guard.max_statement_bytes must be at least 1".into());
+        }
         Ok(Guard {
+            max_statement_bytes: cfg.max_statement_bytes,
             policy: walk::Policy {
                 settings: settings::Settings::new(protected),
                 allow_do_blocks: cfg.allow_do_blocks,
@@ -184,6 +197,12 @@ impl Guard {
         if text.contains('\0') {
             return Checked::Verdict(Cached::Deny(refusal::nul_byte()));
         }
+        if text.len() > self.max_statement_bytes {
+            return Checked::Verdict(Cached::Deny(refusal::statement_too_long(
+                text.len(),
+                self.max_statement_bytes,
+            )));
+        }
         if prefilter::plainly_safe(text) {
             return Checked::Verdict(Cached::Allow);
         }
@@ -220,6 +239,7 @@ fn parse_refusal(e: parse::ParseError) -> ClientError {
     match e {
         parse::ParseError::Syntax(msg) => refusal::unparsable(&msg),
         parse::ParseError::TooDeep => refusal::too_deep(),
+        parse::ParseError::TooLarge => refusal::too_large(),
         parse::ParseError::Nul | parse::ParseError::NotUtf8 => refusal::invalid_utf8(),
         parse::ParseError::Internal(_) => refusal::internal(),
     }

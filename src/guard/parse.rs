@@ -50,8 +50,11 @@ extern "C" {
 pub(crate) enum ParseError {
     /// PostgreSQL's grammar rejects it (its message).
     Syntax(String),
-    /// The tree is deeper or larger than the guard's limits.
+    /// The tree is nested deeper than the guard's limit (or PostgreSQL's
+    /// stack check).
     TooDeep,
+    /// The tree has more nodes than the guard's limit.
+    TooLarge,
     /// The text holds a NUL byte.
     Nul,
     /// A string in the tree (spelled with escapes) is not valid UTF-8.

@@ -175,6 +175,24 @@ pub(crate) fn too_deep() -> Refusal {
     .with_hint("Split long chains of operators or deeply nested expressions.")
 }
 
+pub(crate) fn too_large() -> Refusal {
+    ClientError::error(
+        SqlState::ProgramLimitExceeded,
+        format!("{PREFIX}statement refused: its parse tree is too large for the proxy to inspect"),
+    )
+    .with_hint("Send fewer rows or statements per message.")
+}
+
+pub(crate) fn statement_too_long(len: usize, max: usize) -> Refusal {
+    ClientError::error(
+        SqlState::ProgramLimitExceeded,
+        format!(
+            "{PREFIX}statement refused: it is {len} bytes long; the proxy inspects statements of up to {max} bytes"
+        ),
+    )
+    .with_hint("Send fewer rows or statements per message, or raise guard.max_statement_bytes.")
+}
+
 pub(crate) fn invalid_utf8() -> Refusal {
     ClientError::error(
         SqlState::CharacterNotInRepertoire,

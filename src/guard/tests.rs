@@ -426,3 +426,48 @@ fn c_writer_and_protobuf_agree_on_spliced_statements() {
     }
     assert!(parsed > 2000 && rejected > 2000, "parsed {parsed}, rejected {rejected}");
 }
+
+#[test]
+fn statements_over_the_size_limit_are_refused_before_parsing() {
+    let cfg = GuardConfig {
+        max_statement_bytes: 1000,
+        ..GuardConfig::default()
+    };
+    let g = Guard::new(&cfg).unwrap_or_else(|e| panic!("{e}"));
+    let fits = format!("SELECT '{}'", "x".repeat(1000 - 9));
+    assert_eq!(fits.len(), 1000);
+    assert_eq!(g.check_query(fits.as_bytes(), &scope()), Verdict::Allow);
+    let long = format!("SELECT '{}'", "x".repeat(1000 - 8));
+    match g.check_query(long.as_bytes(), &scope()) {
+        Verdict::Deny(e) => {
+            assert_eq!(e.code, SqlState::ProgramLimitExceeded);
+            assert!(e.message.contains("1001 bytes long"), "{}", e.message);
+            assert!(e.message.contains("up to 1000 bytes"), "{}", e.message);
+        }
+        other => panic!("{other:?}"),
+    }
+    let zero = GuardConfig {
+        max_statement_bytes: 0,
+        ..GuardConfig::default()
+    };
+    assert!(Guard::new(&zero).is_err());
+}
+
+#[test]
+fn trees_over_the_node_limit_are_refused_as_too_large() {
+    let cfg = GuardConfig {
+        max_statement_bytes: 8 << 20,
+        ..GuardConfig::default()
+    };
+    let g = Guard::new(&cfg).unwrap_or_else(|e| panic!("{e}"));
+    // About 230,000 statements: far more nodes than the guard's limit, and
+    // not deep at all.
+    let many = "SELECT 1;".repeat(230_000);
+    match g.check_query(many.as_bytes(), &scope()) {
+        Verdict::Deny(e) => {
+            assert_eq!(e.code, SqlState::ProgramLimitExceeded);
+            assert!(e.message.contains("too large"), "{}", e.message);
+        }
+        other => panic!("{other:?}"),
+    }
+}

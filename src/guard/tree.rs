@@ -54,6 +54,15 @@ pub(crate) struct Tree {
 #[derive(Debug)]
 pub(crate) struct FlattenError(String);
 
+const TOO_LARGE: &str = "parse tree too large";
+
+impl FlattenError {
+    /// Whether the tree hit [`MAX_ITEMS`].
+    pub(crate) fn is_too_large(&self) -> bool {
+        self.0 == TOO_LARGE
+    }
+}
+
 impl fmt::Display for FlattenError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
@@ -294,9 +303,9 @@ impl Builder {
 
     fn push(&mut self, kind: Kind) -> Result<u32, FlattenError> {
         if self.tree.items.len() >= MAX_ITEMS {
-            return Err(FlattenError("parse tree too large".into()));
+            return Err(FlattenError(TOO_LARGE.into()));
         }
-        let idx = u32::try_from(self.tree.items.len()).map_err(|_| FlattenError("parse tree too large".into()))?;
+        let idx = u32::try_from(self.tree.items.len()).map_err(|_| FlattenError(TOO_LARGE.into()))?;
         let end = idx.saturating_add(1);
         let parent = self.parent();
         self.tree.items.push(Item {
@@ -317,8 +326,7 @@ impl Builder {
     fn close(&mut self) -> Result<(), FlattenError> {
         match self.stack.pop() {
             Some(Some(idx)) => {
-                let end =
-                    u32::try_from(self.tree.items.len()).map_err(|_| FlattenError("parse tree too large".into()))?;
+                let end = u32::try_from(self.tree.items.len()).map_err(|_| FlattenError(TOO_LARGE.into()))?;
                 let i = usize::try_from(idx).map_err(|_| FlattenError("index".into()))?;
                 if let Some(item) = self.tree.items.get_mut(i) {
                     item.end = end;
@@ -341,8 +349,8 @@ impl Builder {
         if v.is_empty() {
             return Ok(());
         }
-        let start = u32::try_from(self.tree.text.len()).map_err(|_| FlattenError("parse tree too large".into()))?;
-        let len = u32::try_from(v.len()).map_err(|_| FlattenError("parse tree too large".into()))?;
+        let start = u32::try_from(self.tree.text.len()).map_err(|_| FlattenError(TOO_LARGE.into()))?;
+        let len = u32::try_from(v.len()).map_err(|_| FlattenError(TOO_LARGE.into()))?;
         self.tree.text.push_str(v);
         self.push(Kind::Str(start, len)).map(|_| ())
     }
