@@ -30,6 +30,8 @@
 #                       build or other settings, for A/B runs); repeatable;
 #                       the pseudo-setting unix=1 makes it reach PostgreSQL
 #                       over its Unix socket instead of TCP
+#   --perf DIR          record a CPU profile (perf record -g) of the proxy
+#                       process during each of its runs, into DIR
 #   --no-build          use the existing target/release binary
 #   --out FILE          also write the result tables (markdown) to FILE
 #
@@ -46,7 +48,7 @@ cd "$REPO"
 ROUNDS=3 DURATION=10 CLIENTS="1 8 32 128" CONNECT_CLIENTS=8 WRITE_CLIENTS=8 SCALE=10
 TESTS="select-simple select-prepared select-connect tpcb-simple"
 EXTRA=() XPIDS=() FLOOR=0 SOCAT_PID="" RATE=()
-SESSIONS="0 1000 5000" MEMORY=1 TARGETS="direct pgbouncer proxy" BUILD=1 OUT="" PROXY_ENV=""
+SESSIONS="0 1000 5000" MEMORY=1 TARGETS="direct pgbouncer proxy" BUILD=1 OUT="" PROXY_ENV="" PERF_DIR=""
 if [ "${1:-}" = --quick ]; then
   ROUNDS=2 DURATION=3 CLIENTS="8 32" SESSIONS="0 1000"; shift
 elif [ "${1:-}" = --full ]; then
@@ -69,8 +71,9 @@ while [ $# -gt 0 ]; do
     --floor) FLOOR=1; shift ;;
     --rate) RATE=(-R "$2"); shift 2 ;;
     --no-build) BUILD=0; shift ;;
+    --perf) PERF_DIR=$2; shift 2 ;;
     --out) OUT=$2; shift 2 ;;
-    -h|--help) sed -n '2,40p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,42p' "$0"; exit 0 ;;
     *) echo "unknown option: $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -300,29 +303,57 @@ hop_ticks() {
     echo ""
   fi
 }
+# Context switches (voluntary + involuntary, all threads) of a target's hop process.
+hop_switches() {
+  local pid=""
+  case "$1" in
+    pgbouncer) pid=$BOUNCER_PID ;;
+    proxy) pid=$PROXY_PID ;;
+    proxy-*) pid=${XPID[${1#proxy-}]} ;;
+  esac
+  if [ -n "$pid" ] && [ -d "/proc/$pid/task" ]; then
+    cat /proc/"$pid"/task/*/status 2>/dev/null | awk '/^(non)?voluntary_ctxt_switches:/{n += $2} END{print n + 0}'
+  else
+    echo ""
+  fi
+}
 HZ=$(getconf CLK_TCK)
 # One measured run: TEST CLIENTS TARGET ROUND pgbench-args...
 run_one() {
   local test=$1 clients=$2 target=$3 round=$4; shift 4
   local jobs=$((clients < 2 ? 1 : 2))
   local prefix="$WORK/logs/$test.$clients.$target.$round"
-  local out t0 t1 cpu=""
-  t0=$(hop_ticks "$target")
+  local out t0 t1 s0 s1 cpu="" sw="" perf_pid=""
+  if [ -n "$PERF_DIR" ] && [[ "$target" == proxy* ]]; then
+    local ppid=$PROXY_PID
+    [[ "$target" == proxy-* ]] && ppid=${XPID[${target#proxy-}]}
+    mkdir -p "$PERF_DIR"
+    perf record -q -g -p "$ppid" -o "$PERF_DIR/$test.$clients.$target.$round.data" 2>/dev/null &
+    perf_pid=$!
+    sleep 0.5
+  fi
+  t0=$(hop_ticks "$target") s0=$(hop_switches "$target")
   if ! out=$(bench_on "$target" -c "$clients" -j "$jobs" -T "$DURATION" -l --sampling-rate=0.1 \
     --log-prefix="$prefix" "${RATE[@]}" "$@" 2>&1); then
     echo "pgbench failed: $test c=$clients $target round $round" >&2
     echo "$out" >&2; exit 1
   fi
-  t1=$(hop_ticks "$target")
+  t1=$(hop_ticks "$target") s1=$(hop_switches "$target")
+  if [ -n "$perf_pid" ]; then
+    kill -INT "$perf_pid" 2>/dev/null || true
+    wait "$perf_pid" 2>/dev/null || true
+  fi
   local tps lat failed n
   n=$(awk '/^number of transactions actually processed:/{print $6; exit}' <<<"$out")
   # Hop CPU per transaction in microseconds (PgBouncer or the proxy; empty for direct).
   [ -n "$t0" ] && [ -n "$n" ] && [ "$n" -gt 0 ] && cpu=$(( (t1 - t0) * 1000000 / HZ / n ))
+  # Its context switches per 100 transactions (sleeping and waking is most of a hop's cost).
+  [ -n "$s0" ] && [ -n "$n" ] && [ "$n" -gt 0 ] && sw=$(( (s1 - s0) * 100 / n ))
   tps=$(awk '/^tps = /{print $3; exit}' <<<"$out")
   lat=$(awk '/^latency average = /{print $4; exit}' <<<"$out")
   failed=$(awk '/^number of failed transactions: /{print $5; exit}' <<<"$out")
-  echo "$test,$clients,$target,$round,$tps,$lat,${failed:-0},$prefix,$cpu" >>"$RESULTS"
-  log "  $test c=$clients $target: $tps tps, $lat ms${cpu:+, hop CPU $cpu us/txn}"
+  echo "$test,$clients,$target,$round,$tps,$lat,${failed:-0},$prefix,$cpu,$sw" >>"$RESULTS"
+  log "  $test c=$clients $target: $tps tps, $lat ms${cpu:+, hop CPU $cpu us/txn}${sw:+, $sw switches/100 txn}"
 }
 
 # ---------------------------------------------------------------- throughput
@@ -404,11 +435,11 @@ report() {
 import csv, glob, statistics, sys
 rows = list(csv.reader(open(sys.argv[1])))
 order, by = [], {}
-for test, c, target, rnd, tps, lat, failed, prefix, cpu in rows:
+for test, c, target, rnd, tps, lat, failed, prefix, cpu, sw in rows:
     key = (test, int(c))
     if key not in by:
         order.append(key); by[key] = {}
-    by[key].setdefault(target, []).append((float(tps), float(lat), int(failed or 0), prefix, int(cpu) if cpu else None))
+    by[key].setdefault(target, []).append((float(tps), float(lat), int(failed or 0), prefix, int(cpu) if cpu else None, int(sw) if sw else None))
 def p99(prefixes):
     lat = []
     for p in prefixes:
@@ -421,8 +452,8 @@ def p99(prefixes):
         return float("nan")
     lat.sort()
     return lat[min(len(lat) - 1, int(len(lat) * 0.99))] / 1000.0
-print("| test | clients | target | median TPS | mean latency ms | p99 latency ms | TPS / direct | TPS / pgbouncer | hop CPU us/txn | rounds (TPS) |")
-print("|---|---:|---|---:|---:|---:|---:|---:|---:|---|")
+print("| test | clients | target | median TPS | mean latency ms | p99 latency ms | TPS / direct | TPS / pgbouncer | hop CPU us/txn | hop switches / 100 txn | rounds (TPS) |")
+print("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---|")
 for key in order:
     t = by[key]
     med = {k: statistics.median(x[0] for x in v) for k, v in t.items()}
@@ -435,7 +466,9 @@ for key in order:
         rounds = " ".join(f"{x[0]:.0f}" for x in v) + (f" ({fails} failed)" if fails else "")
         cpus = [x[4] for x in v if x[4] is not None]
         cpu = f"{statistics.median(cpus):.0f}" if cpus else "-"
-        print(f"| {key[0]} | {key[1]} | {target} | {m:.0f} | {lat:.3f} | {p99([x[3] for x in v]):.3f} | {ratio} | {rb} | {cpu} | {rounds} |")
+        sws = [x[5] for x in v if x[5] is not None]
+        sw = f"{statistics.median(sws):.0f}" if sws else "-"
+        print(f"| {key[0]} | {key[1]} | {target} | {m:.0f} | {lat:.3f} | {p99([x[3] for x in v]):.3f} | {ratio} | {rb} | {cpu} | {sw} | {rounds} |")
 mem = list(csv.reader(open(sys.argv[2])))
 if mem:
     print()
