@@ -311,39 +311,49 @@ fn same_tree(a: &tree::Tree, b: &tree::Tree) -> Result<(), String> {
     Ok(())
 }
 
-#[test]
-fn c_writer_and_protobuf_trees_agree() {
-    let texts = guard_corpus::must_pass()
+/// Both corpora and [`NODE_KINDS`]: the UTF-8 texts without a NUL byte.
+fn tree_texts() -> Vec<String> {
+    guard_corpus::must_pass()
         .into_iter()
         .chain(guard_corpus::attacks())
         .filter_map(|c| c.sql_str().map(str::to_owned))
-        .chain(NODE_KINDS.iter().map(|s| (*s).to_owned()));
-    let mut compared = 0usize;
-    for sql in texts {
-        if sql.contains('\0') {
-            continue;
-        }
-        match (super::flat::parse(&sql), super::parse::parse(&sql)) {
-            (Ok(ours), Ok(theirs)) => {
-                assert_eq!(ours.len(), theirs.stmts.len(), "{sql}");
-                for (t, raw) in ours.iter().zip(&theirs.stmts) {
-                    let Some(node) = raw.stmt.as_ref().and_then(|n| n.node.as_ref()) else {
-                        panic!("{sql}: statement without a node")
-                    };
-                    let Ok(reference) = tree::Tree::build(node) else {
-                        panic!("{sql}: flatten failed")
-                    };
-                    if let Err(e) = same_tree(t, &reference) {
-                        panic!("{sql}: {e}");
-                    }
-                    compared += 1;
+        .chain(NODE_KINDS.iter().map(|s| (*s).to_owned()))
+        .filter(|s| !s.contains('\0'))
+        .collect()
+}
+
+/// Parses `sql` both ways and panics unless they agree: the same trees
+/// (`Some(statements)`) or the same syntax error (`None`).
+fn both_paths_agree(sql: &str) -> Option<usize> {
+    match (super::flat::parse(sql), super::parse::parse(sql)) {
+        (Ok(ours), Ok(theirs)) => {
+            assert_eq!(ours.len(), theirs.stmts.len(), "{sql}");
+            for (t, raw) in ours.iter().zip(&theirs.stmts) {
+                let Some(node) = raw.stmt.as_ref().and_then(|n| n.node.as_ref()) else {
+                    panic!("{sql}: statement without a node")
+                };
+                let Ok(reference) = tree::Tree::build(node) else {
+                    panic!("{sql}: flatten failed")
+                };
+                if let Err(e) = same_tree(t, &reference) {
+                    panic!("{sql}: {e}");
                 }
             }
-            (Err(super::parse::ParseError::Syntax(a)), Err(super::parse::ParseError::Syntax(b))) => {
-                assert_eq!(a, b, "{sql}")
-            }
-            (a, b) => panic!("{sql}: {:?} vs {:?}", a.map(|t| t.len()), b.map(|_| ())),
+            Some(ours.len())
         }
+        (Err(super::parse::ParseError::Syntax(a)), Err(super::parse::ParseError::Syntax(b))) => {
+            assert_eq!(a, b, "{sql}");
+            None
+        }
+        (a, b) => panic!("{sql}: {:?} vs {:?}", a.map(|t| t.len()), b.map(|_| ())),
+    }
+}
+
+#[test]
+fn c_writer_and_protobuf_trees_agree() {
+    let mut compared = 0usize;
+    for sql in tree_texts() {
+        compared += both_paths_agree(&sql).unwrap_or(0);
     }
     assert!(compared > 300, "only {compared} statements compared");
     let broken: Vec<String> = NODE_KINDS
@@ -378,13 +388,7 @@ fn c_writer_and_protobuf_agree_on_spliced_statements() {
     // boundaries: many results parse, and they combine node kinds in ways
     // no hand-written case does. Every text must give the same trees (or
     // the same syntax error) both ways, and none may crash.
-    let texts: Vec<String> = guard_corpus::must_pass()
-        .into_iter()
-        .chain(guard_corpus::attacks())
-        .filter_map(|c| c.sql_str().map(str::to_owned))
-        .chain(NODE_KINDS.iter().map(|s| (*s).to_owned()))
-        .filter(|s| !s.contains('\0'))
-        .collect();
+    let texts = tree_texts();
     let cut = |s: &str, rng: &mut rand::rngs::StdRng| {
         let spaces: Vec<usize> = s.match_indices(' ').map(|(i, _)| i).collect();
         if spaces.is_empty() {
@@ -401,27 +405,9 @@ fn c_writer_and_protobuf_agree_on_spliced_statements() {
         let (a, b) = (pick(&mut rng), pick(&mut rng));
         let (ca, cb) = (cut(&a, &mut rng), cut(&b, &mut rng));
         let sql = format!("{}{}", a.get(..ca).unwrap_or(""), b.get(cb..).unwrap_or(""));
-        match (super::flat::parse(&sql), super::parse::parse(&sql)) {
-            (Ok(ours), Ok(theirs)) => {
-                assert_eq!(ours.len(), theirs.stmts.len(), "{sql}");
-                for (t, raw) in ours.iter().zip(&theirs.stmts) {
-                    let Some(node) = raw.stmt.as_ref().and_then(|n| n.node.as_ref()) else {
-                        panic!("{sql}: statement without a node")
-                    };
-                    let Ok(reference) = tree::Tree::build(node) else {
-                        panic!("{sql}: flatten failed")
-                    };
-                    if let Err(e) = same_tree(t, &reference) {
-                        panic!("{sql}: {e}");
-                    }
-                }
-                parsed += 1;
-            }
-            (Err(super::parse::ParseError::Syntax(x)), Err(super::parse::ParseError::Syntax(y))) => {
-                assert_eq!(x, y, "{sql}");
-                rejected += 1;
-            }
-            (x, y) => panic!("{sql}: {:?} vs {:?}", x.map(|t| t.len()), y.map(|_| ())),
+        match both_paths_agree(&sql) {
+            Some(_) => parsed += 1,
+            None => rejected += 1,
         }
     }
     assert!(parsed > 2000 && rejected > 2000, "parsed {parsed}, rejected {rejected}");
