@@ -289,14 +289,18 @@ fi
 RESULTS=$WORK/results.csv
 : >"$RESULTS"
 mkdir -p "$WORK/logs"
+# The hop process of a target (empty for direct and socat).
+hop_pid() {
+  case "$1" in
+    pgbouncer) echo "$BOUNCER_PID" ;;
+    proxy) echo "$PROXY_PID" ;;
+    proxy-*) echo "${XPID[${1#proxy-}]}" ;;
+  esac
+}
 # CPU ticks (user + system) the hop process of a target has used so far.
 hop_ticks() {
-  local pid=""
-  case "$1" in
-    pgbouncer) pid=$BOUNCER_PID ;;
-    proxy) pid=$PROXY_PID ;;
-    proxy-*) pid=${XPID[${1#proxy-}]} ;;
-  esac
+  local pid
+  pid=$(hop_pid "$1")
   if [ -n "$pid" ] && [ -r "/proc/$pid/stat" ]; then
     awk '{sub(/^.*\) /, ""); print $12 + $13}' "/proc/$pid/stat"
   else
@@ -305,12 +309,8 @@ hop_ticks() {
 }
 # Context switches (voluntary + involuntary, all threads) of a target's hop process.
 hop_switches() {
-  local pid=""
-  case "$1" in
-    pgbouncer) pid=$BOUNCER_PID ;;
-    proxy) pid=$PROXY_PID ;;
-    proxy-*) pid=${XPID[${1#proxy-}]} ;;
-  esac
+  local pid
+  pid=$(hop_pid "$1")
   if [ -n "$pid" ] && [ -d "/proc/$pid/task" ]; then
     cat /proc/"$pid"/task/*/status 2>/dev/null | awk '/^(non)?voluntary_ctxt_switches:/{n += $2} END{print n + 0}'
   else
@@ -325,10 +325,8 @@ run_one() {
   local prefix="$WORK/logs/$test.$clients.$target.$round"
   local out t0 t1 s0 s1 cpu="" sw="" perf_pid=""
   if [ -n "$PERF_DIR" ] && [[ "$target" == proxy* ]]; then
-    local ppid=$PROXY_PID
-    [[ "$target" == proxy-* ]] && ppid=${XPID[${target#proxy-}]}
     mkdir -p "$PERF_DIR"
-    perf record -q -g -p "$ppid" -o "$PERF_DIR/$test.$clients.$target.$round.data" 2>/dev/null &
+    perf record -q -g -p "$(hop_pid "$target")" -o "$PERF_DIR/$test.$clients.$target.$round.data" 2>/dev/null &
     perf_pid=$!
     sleep 0.5
   fi
