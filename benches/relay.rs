@@ -6,9 +6,13 @@
 //!
 //! - `c2u/prepared_bind_execute`: what `pgbench -M prepared -S` sends per
 //!   transaction (Bind, Execute, Sync): no guard call.
-//! - `c2u/simple_query_repeated`: one simple Query repeated (guard cache hit).
+//! - `c2u/simple_query_repeated`: one simple Query repeated.
 //! - `c2u/simple_query_distinct`: Queries that differ in a literal, like
-//!   `pgbench -S` in simple mode (guard cache miss: full parse each).
+//!   `pgbench -S` in simple mode. Both are one plain statement each, which
+//!   the guard decides from the bytes (no parse, no cache).
+//! - `c2u/simple_query_distinct_two`: Queries of two statements that differ
+//!   in a literal: a verdict-cache miss each, so PostgreSQL's parser splits
+//!   every one (the guard's prefilter), without the full walk.
 //! - `u2c/select_result`: what the server answers to one `-S` transaction
 //!   (RowDescription-less prepared result: BindComplete, DataRow,
 //!   CommandComplete, ReadyForQuery).
@@ -106,6 +110,7 @@ fn bench(c: &mut Criterion) {
     let mut prepared = BytesMut::new();
     let mut repeated = BytesMut::new();
     let mut distinct = BytesMut::new();
+    let mut distinct_two = BytesMut::new();
     let mut results = BytesMut::new();
     for i in 0..N {
         bind_execute_sync(&mut prepared, 1 + (i as i32 * 7919) % 1_000_000);
@@ -114,6 +119,13 @@ fn bench(c: &mut Criterion) {
             &mut distinct,
             &format!(
                 "SELECT abalance FROM pgbench_accounts WHERE aid = {};",
+                1 + (i * 7919) % 1_000_000
+            ),
+        );
+        query(
+            &mut distinct_two,
+            &format!(
+                "SELECT abalance FROM pgbench_accounts WHERE aid = {}; SELECT 1;",
                 1 + (i * 7919) % 1_000_000
             ),
         );
@@ -133,6 +145,13 @@ fn bench(c: &mut Criterion) {
         b.iter_batched(
             || Arc::new(Guard::new(&GuardConfig::default()).unwrap()),
             |fresh| rt.block_on(client_to_upstream(&distinct, &fresh)),
+            criterion::BatchSize::PerIteration,
+        )
+    });
+    g.bench_function("simple_query_distinct_two", |b| {
+        b.iter_batched(
+            || Arc::new(Guard::new(&GuardConfig::default()).unwrap()),
+            |fresh| rt.block_on(client_to_upstream(&distinct_two, &fresh)),
             criterion::BatchSize::PerIteration,
         )
     });
