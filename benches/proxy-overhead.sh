@@ -29,7 +29,9 @@
 #                       one more proxy target, reported as proxy-NAME (another
 #                       build or other settings, for A/B runs); repeatable;
 #                       the pseudo-setting unix=1 makes it reach PostgreSQL
-#                       over its Unix socket instead of TCP
+#                       over its Unix socket instead of TCP, and
+#                       same_session=1 runs it in this script's session
+#                       (see "Sessions" below)
 #   --perf DIR          record a CPU profile (perf record -g) of the proxy
 #                       process during each of its runs, into DIR
 #   --no-build          use the existing target/release binary
@@ -40,6 +42,13 @@
 # PgBouncer run as the `postgres` OS user. The file-descriptor limit is raised
 # to 65536 for the memory test (5000 client + 5000 upstream sockets); the
 # cluster's max_connections is raised to sessions + 300 for that test only.
+#
+# Sessions: every hop runs in a session of its own (`setsid`), as PgBouncer's
+# daemon mode (-d) and every PostgreSQL backend do, and as a service started
+# by systemd or a container runtime does. On kernels with autogroup
+# scheduling (/proc/sys/kernel/sched_autogroup_enabled = 1) each session is a
+# scheduling group with an equal CPU share, so a hop left in this script's
+# session would split one share with pgbench.
 set -euo pipefail
 
 REPO=${BENCH_REPO:-$(cd "$(dirname "$0")/.." && pwd)}
@@ -205,7 +214,7 @@ SUB=$(python3 -c 'import uuid; print(uuid.uuid4())')
 TOKEN=$("$BIN" token --jwt-secret-file "$SECRET_FILE" --org "$ORG" --sub "$SUB" --ttl 7200)
 start_proxy() {
   # shellcheck disable=SC2086
-  env PGTP_UPSTREAM_PASSWORD="$LOGIN_PW" $PROXY_ENV "$BIN" serve --listen "127.0.0.1:$PROXY_PORT" \
+  setsid env PGTP_UPSTREAM_PASSWORD="$LOGIN_PW" $PROXY_ENV "$BIN" serve --listen "127.0.0.1:$PROXY_PORT" \
     --upstream "postgresql://bench_login@127.0.0.1:$PG_PORT/bench?sslmode=disable" \
     --jwt-secret-file "$SECRET_FILE" --max-connections 10000 2>>"$WORK/proxy.log" &
   PROXY_PID=$!
@@ -226,7 +235,7 @@ fi
 if [ "$FLOOR" = 1 ]; then
   command -v socat >/dev/null || { [ "$(id -u)" = 0 ] && DEBIAN_FRONTEND=noninteractive apt-get install -y -q socat >/dev/null; }
   SOCAT_PORT=$(free_port)
-  socat "TCP-LISTEN:$SOCAT_PORT,bind=127.0.0.1,fork,reuseaddr,nodelay" "TCP:127.0.0.1:$PG_PORT,nodelay" &
+  setsid socat "TCP-LISTEN:$SOCAT_PORT,bind=127.0.0.1,fork,reuseaddr,nodelay" "TCP:127.0.0.1:$PG_PORT,nodelay" &
   SOCAT_PID=$!
   wait_for 10 python3 -c "import socket; socket.create_connection(('127.0.0.1', $SOCAT_PORT), 1).close()"
   TARGETS="$TARGETS socat"
@@ -243,9 +252,14 @@ for x in "${EXTRA[@]}"; do
     xup="postgresql://bench_login@localhost:$PG_PORT/bench?host=$PG_DIR&sslmode=disable"
     xenv=$(tr ',' '\n' <<<"$xenv" | { grep -v '^unix=1$' || true; } | paste -sd, -)
   fi
+  xsetsid=setsid
+  if [[ ",$xenv," == *",same_session=1,"* ]]; then
+    xsetsid=""
+    xenv=$(tr ',' '\n' <<<"$xenv" | { grep -v '^same_session=1$' || true; } | paste -sd, -)
+  fi
   log "starting proxy-$name: $xbin ${xenv//,/ }"
   # shellcheck disable=SC2086
-  env PGTP_UPSTREAM_PASSWORD="$LOGIN_PW" ${xenv//,/ } "$xbin" serve --listen "127.0.0.1:${XPORT[$name]}" \
+  $xsetsid env PGTP_UPSTREAM_PASSWORD="$LOGIN_PW" ${xenv//,/ } "$xbin" serve --listen "127.0.0.1:${XPORT[$name]}" \
     --upstream "$xup" \
     --jwt-secret-file "$SECRET_FILE" --max-connections 10000 2>>"$WORK/proxy-$name.log" &
   XPIDS+=($!) XPID[$name]=$!

@@ -347,3 +347,33 @@ async fn statement_over_the_size_limit_is_refused_and_the_session_goes_on() {
     assert_eq!(n.as_deref(), Some("1048476"));
     assert_eq!(pinned(&c).await.0, ORG_A);
 }
+
+#[tokio::test]
+async fn plain_statements_decided_without_a_parse_behave_like_postgresql() {
+    let p = Proxy::start(&[]).await;
+    let c = p.connect(ORG_A, USER_A).await;
+    let first_value = |rows: Vec<SimpleQueryMessage>| {
+        rows.iter().find_map(|m| match m {
+            SimpleQueryMessage::Row(r) => r.get(0).map(str::to_owned),
+            _ => None,
+        })
+    };
+    // One plain statement with trailing semicolons and whitespace runs.
+    let rows = c.simple_query("SELECT 'a;' || 'b' AS x ;\n ;").await.unwrap();
+    assert_eq!(first_value(rows).as_deref(), Some("a;b"));
+    // A plain statement that does not parse reaches the server, which
+    // refuses it with its own syntax error; the session goes on.
+    let err = c.simple_query("SELECT FROM WHERE (").await.unwrap_err();
+    assert_eq!(sqlstate(&err), "42601");
+    let msg = err.as_db_error().unwrap().message();
+    assert!(msg.starts_with("syntax error"), "{msg}");
+    let rows = c.simple_query("SELECT 7").await.unwrap();
+    assert_eq!(first_value(rows).as_deref(), Some("7"));
+    // A protected name after a second statement is still found and refused.
+    let err = c
+        .simple_query("SELECT 1; SELECT set_config('app.current_organization_id', 'x', false)")
+        .await
+        .unwrap_err();
+    assert_eq!(sqlstate(&err), "42501");
+    assert_eq!(pinned(&c).await, (ORG_A.to_owned(), USER_A.to_owned()));
+}
