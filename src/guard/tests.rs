@@ -402,13 +402,12 @@ fn direct_parse_agrees_with_pg_query_on_both_corpora() {
     }
 }
 
-#[test]
-fn c_writer_and_protobuf_agree_on_spliced_statements() {
+/// `count` texts spliced from [`tree_texts`]: a prefix of one statement onto
+/// a suffix of another, cut at spaces (deterministic). Many of them parse,
+/// and they combine node kinds, names and quoting in ways no hand-written
+/// case does.
+fn spliced_texts(count: usize) -> Vec<String> {
     use rand::{Rng, SeedableRng};
-    // Splices a prefix of one statement onto a suffix of another, at word
-    // boundaries: many results parse, and they combine node kinds in ways
-    // no hand-written case does. Every text must give the same trees (or
-    // the same syntax error) both ways, and none may crash.
     let texts = tree_texts();
     let cut = |s: &str, rng: &mut rand::rngs::StdRng| {
         let spaces: Vec<usize> = s.match_indices(' ').map(|(i, _)| i).collect();
@@ -419,19 +418,58 @@ fn c_writer_and_protobuf_agree_on_spliced_statements() {
         }
     };
     let mut rng = rand::rngs::StdRng::seed_from_u64(0x5eed);
+    let pick = |rng: &mut rand::rngs::StdRng| texts.get(rng.random_range(0..texts.len())).cloned().unwrap_or_default();
+    (0..count)
+        .map(|_| {
+            let (a, b) = (pick(&mut rng), pick(&mut rng));
+            let (ca, cb) = (cut(&a, &mut rng), cut(&b, &mut rng));
+            format!("{}{}", a.get(..ca).unwrap_or(""), b.get(cb..).unwrap_or(""))
+        })
+        .collect()
+}
+
+#[test]
+fn c_writer_and_protobuf_agree_on_spliced_statements() {
+    // Every text must give the same trees (or the same syntax error) both
+    // ways, and none may crash.
     let (mut parsed, mut rejected) = (0usize, 0usize);
-    for _ in 0..20_000 {
-        let pick =
-            |rng: &mut rand::rngs::StdRng| texts.get(rng.random_range(0..texts.len())).cloned().unwrap_or_default();
-        let (a, b) = (pick(&mut rng), pick(&mut rng));
-        let (ca, cb) = (cut(&a, &mut rng), cut(&b, &mut rng));
-        let sql = format!("{}{}", a.get(..ca).unwrap_or(""), b.get(cb..).unwrap_or(""));
+    for sql in spliced_texts(20_000) {
         match both_paths_agree(&sql) {
             Some(_) => parsed += 1,
             None => rejected += 1,
         }
     }
     assert!(parsed > 2000 && rejected > 2000, "parsed {parsed}, rejected {rejected}");
+}
+
+#[test]
+fn prefilter_never_passes_what_the_walk_refuses_on_spliced_statements() {
+    let g = guard();
+    let (mut without_parse, mut with_parse, mut unparsable) = (0usize, 0usize, 0usize);
+    for text in spliced_texts(20_000) {
+        let lexical = prefilter::one_plain_statement(&text);
+        if !lexical && (text.contains('\0') || !prefilter::plainly_safe(&text)) {
+            continue;
+        }
+        match g.walk_text(&text) {
+            Checked::Verdict(Cached::Allow) => {}
+            Checked::Verdict(Cached::Deny(e)) if lexical && e.code == SqlState::SyntaxError => unparsable += 1,
+            Checked::Verdict(Cached::Deny(e)) => {
+                panic!("prefilter passed {text:?}, walk refused: {}", e.message)
+            }
+            Checked::NeedsRewrite(_) => panic!("prefilter passed {text:?}, walk rewrites it"),
+        }
+        if lexical {
+            without_parse += 1;
+        } else {
+            with_parse += 1;
+        }
+    }
+    // Both paths take part, and the parse-free one meets unparsable text.
+    assert!(
+        without_parse > 1000 && with_parse > 100 && unparsable > 100,
+        "without parse {without_parse}, with parse {with_parse}, unparsable {unparsable}"
+    );
 }
 
 #[test]
