@@ -9,6 +9,9 @@
 //!   `pg_*` (verdict cache hit).
 //! - `uncached/two_statements`: two plain statements in one Query, cache off
 //!   (prefilter: PostgreSQL's parser splits the text, no walk).
+//! - `uncached/quotes_in_comment_16k`: an adversarial 16 KiB text, cache
+//!   off (`'-- '-- ...` after a `;`: the byte screen's worst case for
+//!   string-continuation checks, then PostgreSQL's parser splits it).
 //! - `uncached/typical_200b_full_walk`: the catalog statement with the cache
 //!   off: full parse, flatten and walk.
 //! - `uncached/attack_in_cte`: a refused statement, full check.
@@ -72,6 +75,10 @@ fn bench(c: &mut Criterion) {
     assert_eq!(uncached.check_query(TWO, &s), Verdict::Allow);
     g.bench_function("two_statements", |b| {
         b.iter(|| uncached.check_query(black_box(TWO), &s))
+    });
+    let adversarial = format!("SELECT 1; SELECT 2 {}\n", "'-- ".repeat(4000));
+    g.bench_function("quotes_in_comment_16k", |b| {
+        b.iter(|| uncached.check_query(black_box(adversarial.as_bytes()), &s))
     });
     g.bench_function("typical_200b_full_walk", |b| {
         b.iter(|| uncached.check_query(black_box(TYPICAL_FULL), &s))

@@ -117,6 +117,11 @@ fn at_most_one_statement(b: &[u8]) -> bool {
 /// One pass, no allocation: a byte is compared further only if it and the
 /// next byte begin an anchor or `U&` (see [`NEXT_BYTE`]).
 fn no_hidden_names(b: &[u8]) -> bool {
+    // End of the last continuation scan: a quote before it lies inside the
+    // comment that scan crossed, and its own scan would end the same way.
+    // Skipping it keeps the pass linear (`'-- '-- '-- ...` would otherwise
+    // rescan the comment from every quote).
+    let mut scanned_to = 0usize;
     for (i, c) in b.iter().enumerate() {
         let want = NEXT_BYTE.get(usize::from(*c)).copied().unwrap_or(0);
         if want == 0 {
@@ -126,9 +131,14 @@ fn no_hidden_names(b: &[u8]) -> bool {
             return false;
         }
         if want == QUOTE {
-            if string_continues_after(b, i) {
+            if i < scanned_to {
+                continue;
+            }
+            let (continues, end) = string_continues_after(b, i);
+            if continues {
                 return false;
             }
+            scanned_to = end;
             continue;
         }
         if b.get(i.saturating_add(1)).map(u8::to_ascii_lowercase) != Some(want) {
@@ -181,8 +191,8 @@ const NEXT_BYTE: [u8; 256] = {
 /// `'a'` newline `'b'` is one literal `'ab'` in SQL: a name split this way
 /// would not appear in the raw text. Whether the quote at `at` is followed,
 /// across whitespace or `--` comments that include a newline, by another
-/// quote.
-fn string_continues_after(b: &[u8], at: usize) -> bool {
+/// quote; and where the whitespace and comments after it end.
+fn string_continues_after(b: &[u8], at: usize) -> (bool, usize) {
     let mut j = at.saturating_add(1);
     let mut newline = false;
     loop {
@@ -200,7 +210,7 @@ fn string_continues_after(b: &[u8], at: usize) -> bool {
             _ => break,
         }
     }
-    newline && b.get(j) == Some(&b'\'')
+    (newline && b.get(j) == Some(&b'\''), j)
 }
 
 /// Whether a statement, after comments, whitespace and `(`, begins with one
@@ -276,6 +286,8 @@ mod tests {
             " -- a comment\n/* x */ (SELECT 1) UNION SELECT 2",
             "INSERT INTO t (a, b) VALUES ('x', 'it''s') RETURNING id",
             "BEGIN ISOLATION LEVEL SERIALIZABLE",
+            // Quotes inside a comment, and no continuation after it.
+            "SELECT 'a' -- '-- '-- \n, 'b'",
             // Not valid SQL: the server refuses it with its own syntax error.
             "SELECT FROM WHERE (",
         ] {
@@ -298,6 +310,7 @@ mod tests {
             "SELECT u&'x'",
             "SELECT E'\\x41'",
             "SELECT 'set_'\n'config'",
+            "SELECT 'set_' -- ' '\n 'config'",
             "SELECT 1\0",
             // Statements that are not queries or DML.
             "SET statement_timeout = 1",
