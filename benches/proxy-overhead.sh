@@ -242,21 +242,22 @@ if [ "$FLOOR" = 1 ]; then
 fi
 
 declare -A XPORT=() XPID=()
+# Whether the pseudo-setting $1 (e.g. unix=1) is in $xenv; if so, removes it.
+take_pseudo() {
+  [[ ",$xenv," == *",$1,"* ]] || return 1
+  xenv=$(tr ',' '\n' <<<"$xenv" | { grep -vxF "$1" || true; } | paste -sd, -)
+}
 for x in "${EXTRA[@]}"; do
   name=${x%%=*} rest=${x#*=}
   xbin=${rest%%,*} xenv=""
   [[ "$rest" == *,* ]] && xenv=${rest#*,}
   XPORT[$name]=$(free_port)
   xup="postgresql://bench_login@127.0.0.1:$PG_PORT/bench?sslmode=disable"
-  if [[ ",$xenv," == *",unix=1,"* ]]; then
+  if take_pseudo unix=1; then
     xup="postgresql://bench_login@localhost:$PG_PORT/bench?host=$PG_DIR&sslmode=disable"
-    xenv=$(tr ',' '\n' <<<"$xenv" | { grep -v '^unix=1$' || true; } | paste -sd, -)
   fi
   xsetsid=setsid
-  if [[ ",$xenv," == *",same_session=1,"* ]]; then
-    xsetsid=""
-    xenv=$(tr ',' '\n' <<<"$xenv" | { grep -v '^same_session=1$' || true; } | paste -sd, -)
-  fi
+  take_pseudo same_session=1 && xsetsid=""
   log "starting proxy-$name: $xbin ${xenv//,/ }"
   # shellcheck disable=SC2086
   $xsetsid env PGTP_UPSTREAM_PASSWORD="$LOGIN_PW" ${xenv//,/ } "$xbin" serve --listen "127.0.0.1:${XPORT[$name]}" \
