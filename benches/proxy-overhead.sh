@@ -332,13 +332,16 @@ hop_switches() {
     echo ""
   fi
 }
+# Busy and idle CPU ticks of the whole machine so far (all cores): busy is
+# user + nice + system + irq + softirq + steal, idle is idle + iowait.
+machine_ticks() { awk '/^cpu /{print $2 + $3 + $4 + $7 + $8 + $9, $5 + $6; exit}' /proc/stat; }
 HZ=$(getconf CLK_TCK)
 # One measured run: TEST CLIENTS TARGET ROUND pgbench-args...
 run_one() {
   local test=$1 clients=$2 target=$3 round=$4; shift 4
   local jobs=$((clients < 2 ? 1 : 2))
   local prefix="$WORK/logs/$test.$clients.$target.$round"
-  local out t0 t1 s0 s1 cpu="" sw="" perf_pid=""
+  local out t0 t1 s0 s1 b0 b1 i0 i1 cpu="" sw="" mcpu="" idle="" perf_pid=""
   if [ -n "$PERF_DIR" ] && [[ "$target" == proxy* ]]; then
     mkdir -p "$PERF_DIR"
     perf record -q -g -p "$(hop_pid "$target")" -o "$PERF_DIR/$test.$clients.$target.$round.data" 2>/dev/null &
@@ -346,12 +349,14 @@ run_one() {
     sleep 0.5
   fi
   t0=$(hop_ticks "$target") s0=$(hop_switches "$target")
+  read -r b0 i0 < <(machine_ticks)
   if ! out=$(bench_on "$target" -c "$clients" -j "$jobs" -T "$DURATION" -l --sampling-rate=0.1 \
     --log-prefix="$prefix" "${RATE[@]}" "$@" 2>&1); then
     echo "pgbench failed: $test c=$clients $target round $round" >&2
     echo "$out" >&2; exit 1
   fi
   t1=$(hop_ticks "$target") s1=$(hop_switches "$target")
+  read -r b1 i1 < <(machine_ticks)
   if [ -n "$perf_pid" ]; then
     kill -INT "$perf_pid" 2>/dev/null || true
     wait "$perf_pid" 2>/dev/null || true
@@ -362,11 +367,16 @@ run_one() {
   [ -n "$t0" ] && [ -n "$n" ] && [ "$n" -gt 0 ] && cpu=$(( (t1 - t0) * 1000000 / HZ / n ))
   # Its context switches per 100 transactions (sleeping and waking is most of a hop's cost).
   [ -n "$s0" ] && [ -n "$n" ] && [ "$n" -gt 0 ] && sw=$(( (s1 - s0) * 100 / n ))
+  # The whole machine: CPU per transaction (pgbench, PostgreSQL, the hop and
+  # the kernel for all of them) and the share of CPU left idle. When idle is
+  # near 0 the configuration is CPU-bound and its TPS is (cores / that CPU).
+  [ -n "$n" ] && [ "$n" -gt 0 ] && mcpu=$(( (b1 - b0) * 1000000 / HZ / n ))
+  [ $(( b1 - b0 + i1 - i0 )) -gt 0 ] && idle=$(( (i1 - i0) * 100 / (b1 - b0 + i1 - i0) ))
   tps=$(awk '/^tps = /{print $3; exit}' <<<"$out")
   lat=$(awk '/^latency average = /{print $4; exit}' <<<"$out")
   failed=$(awk '/^number of failed transactions: /{print $5; exit}' <<<"$out")
-  echo "$test,$clients,$target,$round,$tps,$lat,${failed:-0},$prefix,$cpu,$sw" >>"$RESULTS"
-  log "  $test c=$clients $target: $tps tps, $lat ms${cpu:+, hop CPU $cpu us/txn}${sw:+, $sw switches/100 txn}"
+  echo "$test,$clients,$target,$round,$tps,$lat,${failed:-0},$prefix,$cpu,$sw,$mcpu,$idle" >>"$RESULTS"
+  log "  $test c=$clients $target: $tps tps, $lat ms${cpu:+, hop CPU $cpu us/txn}${sw:+, $sw switches/100 txn}, machine CPU $mcpu us/txn, ${idle}% idle"
 }
 
 # ---------------------------------------------------------------- throughput
@@ -448,11 +458,12 @@ report() {
 import csv, glob, statistics, sys
 rows = list(csv.reader(open(sys.argv[1])))
 order, by = [], {}
-for test, c, target, rnd, tps, lat, failed, prefix, cpu, sw in rows:
+num = lambda v: int(v) if v else None
+for test, c, target, rnd, tps, lat, failed, prefix, cpu, sw, mcpu, idle in rows:
     key = (test, int(c))
     if key not in by:
         order.append(key); by[key] = {}
-    by[key].setdefault(target, []).append((float(tps), float(lat), int(failed or 0), prefix, int(cpu) if cpu else None, int(sw) if sw else None))
+    by[key].setdefault(target, []).append((float(tps), float(lat), int(failed or 0), prefix, num(cpu), num(sw), num(mcpu), num(idle)))
 def p99(prefixes):
     lat = []
     for p in prefixes:
@@ -465,8 +476,8 @@ def p99(prefixes):
         return float("nan")
     lat.sort()
     return lat[min(len(lat) - 1, int(len(lat) * 0.99))] / 1000.0
-print("| test | clients | target | median TPS | mean latency ms | p99 latency ms | TPS / direct | TPS / pgbouncer | hop CPU us/txn | hop switches / 100 txn | rounds (TPS) |")
-print("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---|")
+print("| test | clients | target | median TPS | mean latency ms | p99 latency ms | TPS / direct | TPS / pgbouncer | hop CPU us/txn | hop switches / 100 txn | machine CPU us/txn | idle % | rounds (TPS) |")
+print("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
 for key in order:
     t = by[key]
     med = {k: statistics.median(x[0] for x in v) for k, v in t.items()}
@@ -477,11 +488,11 @@ for key in order:
         lat = statistics.mean(x[1] for x in v)
         fails = sum(x[2] for x in v)
         rounds = " ".join(f"{x[0]:.0f}" for x in v) + (f" ({fails} failed)" if fails else "")
-        cpus = [x[4] for x in v if x[4] is not None]
-        cpu = f"{statistics.median(cpus):.0f}" if cpus else "-"
-        sws = [x[5] for x in v if x[5] is not None]
-        sw = f"{statistics.median(sws):.0f}" if sws else "-"
-        print(f"| {key[0]} | {key[1]} | {target} | {m:.0f} | {lat:.3f} | {p99([x[3] for x in v]):.3f} | {ratio} | {rb} | {cpu} | {sw} | {rounds} |")
+        def med_of(i):
+            xs = [x[i] for x in v if x[i] is not None]
+            return f"{statistics.median(xs):.0f}" if xs else "-"
+        cpu, sw, mcpu, idle = med_of(4), med_of(5), med_of(6), med_of(7)
+        print(f"| {key[0]} | {key[1]} | {target} | {m:.0f} | {lat:.3f} | {p99([x[3] for x in v]):.3f} | {ratio} | {rb} | {cpu} | {sw} | {mcpu} | {idle} | {rounds} |")
 mem = list(csv.reader(open(sys.argv[2])))
 if mem:
     print()
