@@ -376,7 +376,7 @@ run_one() {
   lat=$(awk '/^latency average = /{print $4; exit}' <<<"$out")
   failed=$(awk '/^number of failed transactions: /{print $5; exit}' <<<"$out")
   echo "$test,$clients,$target,$round,$tps,$lat,${failed:-0},$prefix,$cpu,$sw,$mcpu,$idle" >>"$RESULTS"
-  log "  $test c=$clients $target: $tps tps, $lat ms${cpu:+, hop CPU $cpu us/txn}${sw:+, $sw switches/100 txn}, machine CPU $mcpu us/txn, ${idle}% idle"
+  log "  $test c=$clients $target: $tps tps, $lat ms${cpu:+, hop CPU $cpu us/txn}${sw:+, $sw switches/100 txn}${mcpu:+, machine CPU $mcpu us/txn}${idle:+, $idle% idle}"
 }
 
 # ---------------------------------------------------------------- throughput

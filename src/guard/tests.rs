@@ -145,28 +145,51 @@ fn comparison_texts() -> Vec<String> {
     out
 }
 
+/// How the prefilter passed a text.
+#[derive(PartialEq)]
+enum Passed {
+    /// By the parse-free path; `unparsable`: the walk finds a syntax error.
+    WithoutParse { unparsable: bool },
+    /// By PostgreSQL's parser splitting it.
+    WithParse,
+}
+
+/// Which prefilter path passes `text`, if any. Panics if the full walk
+/// refuses or rewrites a text the prefilter passed, except that the
+/// parse-free path may pass a text that does not parse (the server refuses
+/// it with its own syntax error).
+fn prefilter_agrees_with_walk(g: &Guard, text: &str) -> Option<Passed> {
+    let lexical = prefilter::one_plain_statement(text);
+    if !lexical && (text.contains('\0') || !prefilter::plainly_safe(text)) {
+        return None;
+    }
+    let mut unparsable = false;
+    match g.walk_text(text) {
+        Checked::Verdict(Cached::Allow) => {}
+        Checked::Verdict(Cached::Deny(e)) if lexical && e.code == SqlState::SyntaxError => unparsable = true,
+        Checked::Verdict(Cached::Deny(e)) => {
+            panic!("prefilter passed {text:?}, walk refused: {}", e.message)
+        }
+        Checked::NeedsRewrite(_) => panic!("prefilter passed {text:?}, walk rewrites it"),
+    }
+    Some(if lexical {
+        Passed::WithoutParse { unparsable }
+    } else {
+        Passed::WithParse
+    })
+}
+
 #[test]
 fn prefilter_never_passes_what_the_walk_refuses() {
     let g = guard();
     let mut passed = 0usize;
     let mut passed_without_parse = 0usize;
     for text in comparison_texts() {
-        let lexical = prefilter::one_plain_statement(&text);
-        if !lexical && (text.contains('\0') || !prefilter::plainly_safe(&text)) {
+        let Some(how) = prefilter_agrees_with_walk(&g, &text) else {
             continue;
-        }
+        };
         passed += 1;
-        passed_without_parse += usize::from(lexical);
-        match g.walk_text(&text) {
-            Checked::Verdict(Cached::Allow) => {}
-            // The parse-free path may pass text that does not parse: the
-            // server refuses it with its own syntax error.
-            Checked::Verdict(Cached::Deny(e)) if lexical && e.code == SqlState::SyntaxError => {}
-            Checked::Verdict(Cached::Deny(e)) => {
-                panic!("prefilter passed {text:?}, walk refused: {}", e.message)
-            }
-            Checked::NeedsRewrite(_) => panic!("prefilter passed {text:?}, walk rewrites it"),
-        }
+        passed_without_parse += usize::from(how != Passed::WithParse);
     }
     // Both paths must actually take part (plain queries skip the walk).
     assert!(passed > 50, "prefilter passed only {passed} texts");
@@ -447,22 +470,13 @@ fn prefilter_never_passes_what_the_walk_refuses_on_spliced_statements() {
     let g = guard();
     let (mut without_parse, mut with_parse, mut unparsable) = (0usize, 0usize, 0usize);
     for text in spliced_texts(20_000) {
-        let lexical = prefilter::one_plain_statement(&text);
-        if !lexical && (text.contains('\0') || !prefilter::plainly_safe(&text)) {
-            continue;
-        }
-        match g.walk_text(&text) {
-            Checked::Verdict(Cached::Allow) => {}
-            Checked::Verdict(Cached::Deny(e)) if lexical && e.code == SqlState::SyntaxError => unparsable += 1,
-            Checked::Verdict(Cached::Deny(e)) => {
-                panic!("prefilter passed {text:?}, walk refused: {}", e.message)
+        match prefilter_agrees_with_walk(&g, &text) {
+            None => {}
+            Some(Passed::WithParse) => with_parse += 1,
+            Some(Passed::WithoutParse { unparsable: u }) => {
+                without_parse += 1;
+                unparsable += usize::from(u);
             }
-            Checked::NeedsRewrite(_) => panic!("prefilter passed {text:?}, walk rewrites it"),
-        }
-        if lexical {
-            without_parse += 1;
-        } else {
-            with_parse += 1;
         }
     }
     // Both paths take part, and the parse-free one meets unparsable text.
