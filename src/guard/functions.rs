@@ -21,7 +21,15 @@ const ACTIVITY: &[&str] = &[
     "pg_lock_status",
     "pg_blocking_pids",
     "pg_safe_snapshot_blocking_pids",
+    "pg_isolation_test_session_is_blocked",
+    "pgrowlocks",
+    "pg_prepared_xacts",
+    "pg_prepared_xact",
 ];
+
+/// Statistics over every tenant's rows: table-level counters and the
+/// planner's size estimates (`pg_stats` itself hides RLS tables).
+const STATISTICS: &[&str] = &["reltuples", "relpages", "relallvisible"];
 
 const SIGNAL: &[&str] = &[
     "pg_cancel_backend",
@@ -84,6 +92,9 @@ const DYNAMIC_SQL: &[&str] = &[
     "database_to_xml",
     "database_to_xmlschema",
     "database_to_xml_and_xmlschema",
+    // Contrib functions that run a query given as text: tablefunc and xml2.
+    "connectby",
+    "xpath_table",
 ];
 
 /// Function-name prefixes refused for calls only (a column may legitimately
@@ -95,7 +106,13 @@ const CALL_PREFIXES: &[(&str, Family)] = &[
     ("pg_try_advisory", Family::Advisory),
     ("pg_stat_get_backend_", Family::Activity),
     ("dblink", Family::DynamicSql),
+    ("crosstab", Family::DynamicSql),
+    ("pg_stat_get_", Family::Statistics),
 ];
+
+/// Name prefixes refused wherever they appear: the statistics views
+/// (`pg_stat_user_tables`, `pg_statio_*`, `pg_stats_ext`, ...).
+const NAME_PREFIXES: &[(&str, Family)] = &[("pg_stat", Family::Statistics)];
 
 #[derive(Clone, Copy)]
 enum Family {
@@ -105,6 +122,7 @@ enum Family {
     Advisory,
     DynamicSql,
     Notify,
+    Statistics,
 }
 
 /// Functions that only release locks the calling session holds: harmless,
@@ -123,17 +141,19 @@ fn refuse(family: Family, name: &str) -> Refusal {
         Family::Advisory => refusal::advisory_lock(name),
         Family::DynamicSql => refusal::dynamic_sql(name),
         Family::Notify => refusal::pg_notify(),
+        Family::Statistics => refusal::statistics(name),
     }
 }
 
 fn exact_family(name: &str) -> Option<Family> {
-    let lists: [(&[&str], Family); 6] = [
+    let lists: [(&[&str], Family); 7] = [
         (ACTIVITY, Family::Activity),
         (SIGNAL, Family::Signal),
         (LARGE_OBJECT, Family::LargeObject),
         (ADVISORY, Family::Advisory),
         (DYNAMIC_SQL, Family::DynamicSql),
         (&["pg_notify"], Family::Notify),
+        (STATISTICS, Family::Statistics),
     ];
     lists
         .iter()
@@ -143,10 +163,17 @@ fn exact_family(name: &str) -> Option<Family> {
 
 /// Checks any identifier (relation, function, column, type or option name).
 pub(crate) fn check_identifier(name: &str) -> Result<(), Refusal> {
-    match exact_family(name) {
-        Some(f) => Err(refuse(f, name)),
-        None => Ok(()),
+    if let Some(f) = exact_family(name) {
+        return Err(refuse(f, name));
     }
+    if let Some((_, f)) = NAME_PREFIXES.iter().find(|(p, _)| starts_with_ignore_case(name, p)) {
+        return Err(refuse(*f, name));
+    }
+    Ok(())
+}
+
+fn starts_with_ignore_case(name: &str, prefix: &str) -> bool {
+    name.get(..prefix.len()).is_some_and(|h| h.eq_ignore_ascii_case(prefix))
 }
 
 /// Checks the (unqualified) name of a called function.
@@ -173,9 +200,11 @@ pub(crate) fn sensitive_names() -> impl Iterator<Item = &'static str> {
         .chain(LARGE_OBJECT)
         .chain(ADVISORY)
         .chain(DYNAMIC_SQL)
+        .chain(STATISTICS)
         .chain(SESSION_LOCAL_UNLOCKS)
         .copied()
         .chain(CALL_PREFIXES.iter().map(|(p, _)| *p))
+        .chain(NAME_PREFIXES.iter().map(|(p, _)| *p))
         .chain(["pg_notify", "set_config", "ts_rewrite", "pg_settings"])
 }
 

@@ -55,6 +55,9 @@ pub struct GuardConfig {
     /// Let `CREATE FUNCTION` / `CREATE PROCEDURE` through (`SET` clauses and
     /// SQL-standard bodies are still checked; string bodies are not).
     pub allow_create_function: bool,
+    /// Let `EXPLAIN` through. Its row estimates (and `EXPLAIN ANALYZE`'s
+    /// "rows removed by filter") come from every tenant's rows.
+    pub allow_explain: bool,
     /// Verdicts kept in the shared cache; 0 disables it.
     pub verdict_cache_entries: usize,
     /// Longest statement text (one Query or Parse) the guard parses; longer
@@ -69,6 +72,7 @@ impl Default for GuardConfig {
             protected_settings: PINNED_SETTINGS.iter().map(|s| (*s).to_owned()).collect(),
             allow_do_blocks: false,
             allow_create_function: false,
+            allow_explain: false,
             verdict_cache_entries: 4096,
             max_statement_bytes: DEFAULT_MAX_STATEMENT_BYTES,
         }
@@ -148,6 +152,7 @@ impl Guard {
                 settings: settings::Settings::new(protected),
                 allow_do_blocks: cfg.allow_do_blocks,
                 allow_create_function: cfg.allow_create_function,
+                allow_explain: cfg.allow_explain,
             },
             cache: VerdictCache::new(cfg.verdict_cache_entries),
         })

@@ -13,21 +13,40 @@
 //!   splits the text.
 //!
 //! On both, every statement must start with a keyword of a query, DML,
-//! transaction, cursor or prepared-statement command (see
-//! [`QUERY_KEYWORDS`]), whose trees cannot hold SET, DO, CREATE FUNCTION,
-//! ALTER ... SET, role, LISTEN/NOTIFY or large-object statements; and the
-//! text must contain no anchor of a name the walk reacts to (set_config,
-//! pg_*, lo_*, ..., compared ASCII-case-insensitively), no NUL, no `U&` or
-//! backslash escape and no string continuation across a newline, so no such
-//! name can be spelled in a way the raw text does not show.
+//! transaction or cursor command (see [`QUERY_KEYWORDS`]), whose trees cannot
+//! hold SET, DO, CREATE FUNCTION, ALTER ... SET, role, lock, two-phase,
+//! LISTEN/NOTIFY or large-object statements; and the text must contain no
+//! anchor of a name the walk reacts to (set_config, pg_*, lo_*, ..., compared
+//! ASCII-case-insensitively), no `U&` or backslash escape and no string
+//! continuation, so no such name can be spelled in a way the raw text does
+//! not show.
 //!
-//! The walk's only other refusals are for node kinds outside query/DML
-//! statements, so "plainly safe" implies the walk allows the text or finds
-//! it unparsable; the tests check this on both corpora.
+//! # Agreeing with PostgreSQL's lexer
+//! The screen is a second lexer for the few constructs it reads: whitespace,
+//! comments before the first keyword, the first keyword itself, string
+//! continuations. It reads them exactly as `scan.l` does, and declines every
+//! byte on which lexers disagree or that it does not model:
+//! - whitespace is space, tab, LF, CR and form feed in every PostgreSQL
+//!   version; a `--` comment ends at LF *or* CR (`newline [\n\r]`);
+//! - vertical tab is whitespace for pg_query's lexer but not for a
+//!   PostgreSQL 15 server, so a VT anywhere declines the text, as do NUL and
+//!   every other C0 control byte except tab, LF, CR and form feed, and DEL;
+//! - block comments nest, and `/*`, `*/` are read with flex's longest-match
+//!   rules (see [`skip_block_comment`]);
+//! - the keyword must end where PostgreSQL's identifier ends: a following
+//!   letter, digit, `_`, `$` or non-ASCII byte makes it another identifier;
+//! - a quote followed by whitespace and `--` comments containing a newline
+//!   (LF or CR) and another quote is a continuation: the text is declined.
+//!
+//! The fuzz targets in `fuzz/` check this against PostgreSQL's own scanner
+//! and parser (pg_query), and `tests/guard_soundness.rs` against a server.
 
-/// Substrings at least one of which occurs in every sensitive name.
+/// Substrings at least one of which occurs in every sensitive name, and in
+/// every keyword that turns a statement starting with one of
+/// [`QUERY_KEYWORDS`] into one the walk refuses (`COMMIT PREPARED`).
 pub(crate) const ANCHORS: &[&str] = &[
     "pg_",
+    "pgrowlocks",
     "lo_",
     "loread",
     "lowrite",
@@ -36,14 +55,22 @@ pub(crate) const ANCHORS: &[&str] = &[
     "ts_rewrite",
     "_to_xml",
     "dblink",
+    "crosstab",
+    "onnectby",
+    "xpath_table",
+    "repared",
+    "reltuples",
+    "relpages",
+    "relallvisible",
 ];
 
 /// Leading keywords of statements the prefilter may pass: queries and DML,
-/// and the transaction, cursor and prepared-statement commands drivers send
-/// all the time. None of these statements can contain a SET, DO, function
-/// definition, role, LISTEN/NOTIFY or large-object node; the only things in
-/// them the walk could refuse are names, which the anchors catch.
-const QUERY_KEYWORDS: &[&str] = &[
+/// and the transaction and cursor commands drivers send all the time. None
+/// of these statements can contain a SET, DO, function definition, role,
+/// lock, LISTEN/NOTIFY or large-object node; the only things in them the walk
+/// could refuse are names and `COMMIT`/`ROLLBACK PREPARED`, which the anchors
+/// catch. (`PREPARE` is not here: `PREPARE TRANSACTION` is refused.)
+pub(crate) const QUERY_KEYWORDS: &[&str] = &[
     "select",
     "insert",
     "update",
@@ -60,7 +87,6 @@ const QUERY_KEYWORDS: &[&str] = &[
     "abort",
     "savepoint",
     "release",
-    "prepare",
     "execute",
     "deallocate",
     "show",
@@ -101,24 +127,42 @@ pub(crate) fn plainly_safe(text: &str) -> bool {
     statements.iter().all(|s| starts_with_query_keyword(s))
 }
 
+/// Whitespace in every PostgreSQL lexer (`space` in `scan.l`, less the
+/// vertical tab that only newer lexers accept).
+#[inline]
+fn is_space(c: u8) -> bool {
+    matches!(c, b' ' | b'\t' | b'\n' | b'\r' | b'\x0c')
+}
+
+/// `newline` in `scan.l`: a `--` comment ends at either.
+#[inline]
+fn is_newline(c: u8) -> bool {
+    matches!(c, b'\n' | b'\r')
+}
+
+/// `ident_cont` in `scan.l`: a byte that continues an identifier or keyword.
+#[inline]
+fn continues_identifier(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || c == b'_' || c == b'$' || c >= 0x80
+}
+
 /// No `;` other than trailing ones (with only whitespace around them).
 fn at_most_one_statement(b: &[u8]) -> bool {
     match b.iter().position(|c| *c == b';') {
         None => true,
-        Some(at) => b
-            .iter()
-            .skip(at)
-            .all(|c| matches!(c, b';' | b' ' | b'\t' | b'\n' | b'\r' | b'\x0c')),
+        Some(at) => b.iter().skip(at).all(|c| *c == b';' || is_space(*c)),
     }
 }
 
-/// No NUL, backslash, `U&`, anchor (ASCII case ignored) or string
-/// continuation: every name in the text is spelled as the raw bytes show it.
-/// One pass, no allocation: a byte is compared further only if it and the
-/// next byte begin an anchor or `U&` (see [`NEXT_BYTE`]).
-fn no_hidden_names(b: &[u8]) -> bool {
+/// No declined control byte, backslash, `U&`, anchor (ASCII case ignored) or
+/// string continuation: every name in the text is spelled as the raw bytes
+/// show it. One pass, no allocation: a byte is compared further only if it
+/// and the next byte begin an anchor or `U&` (see [`NEXT_BYTE`]).
+pub(crate) fn no_hidden_names(b: &[u8]) -> bool {
     // End of the last continuation scan: a quote before it lies inside the
-    // comment that scan crossed, and its own scan would end the same way.
+    // whitespace or comment that scan crossed, and a continuation from it
+    // would reach the same quote the scan reached (a `--` comment ends at
+    // the first newline after it, which is also the first after the quote).
     // Skipping it keeps the pass linear (`'-- '-- '-- ...` would otherwise
     // rescan the comment from every quote).
     let mut scanned_to = 0usize;
@@ -158,7 +202,8 @@ fn no_hidden_names(b: &[u8]) -> bool {
     true
 }
 
-/// In [`NEXT_BYTE`]: this byte is never plainly safe (NUL, backslash).
+/// In [`NEXT_BYTE`]: this byte is never plainly safe (NUL, backslash,
+/// vertical tab and the other control bytes no lexer treats as whitespace).
 const STOP: u8 = 0xff;
 /// In [`NEXT_BYTE`]: a quote, which a continuation may follow.
 const QUOTE: u8 = 0xfe;
@@ -182,7 +227,14 @@ const NEXT_BYTE: [u8; 256] = {
     }
     t[b'u' as usize] = b'&';
     t[b'U' as usize] = b'&';
-    t[0] = STOP;
+    let mut c = 0;
+    while c < 0x20 {
+        if !matches!(c, b'\t' | b'\n' | b'\r' | b'\x0c') {
+            t[c as usize] = STOP;
+        }
+        c += 1;
+    }
+    t[0x7f] = STOP;
     t[b'\\' as usize] = STOP;
     t[b'\'' as usize] = QUOTE;
     t
@@ -190,20 +242,22 @@ const NEXT_BYTE: [u8; 256] = {
 
 /// `'a'` newline `'b'` is one literal `'ab'` in SQL: a name split this way
 /// would not appear in the raw text. Whether the quote at `at` is followed,
-/// across whitespace or `--` comments that include a newline, by another
-/// quote; and where the whitespace and comments after it end.
-fn string_continues_after(b: &[u8], at: usize) -> (bool, usize) {
+/// across whitespace and `--` comments that include a newline (LF or CR),
+/// by another quote; and where the whitespace and comments after it end.
+/// It answers "continues" for every continuation `scan.l` reads
+/// (`quotecontinue`), and for some texts that are not one (such as a block
+/// comment's quote), which only sends them to the full walk.
+pub(crate) fn string_continues_after(b: &[u8], at: usize) -> (bool, usize) {
     let mut j = at.saturating_add(1);
     let mut newline = false;
     loop {
         match b.get(j) {
-            Some(b' ' | b'\t' | b'\r' | b'\x0c') => j = j.saturating_add(1),
-            Some(b'\n') => {
-                newline = true;
+            Some(c) if is_space(*c) => {
+                newline |= is_newline(*c);
                 j = j.saturating_add(1);
             }
             Some(b'-') if b.get(j.saturating_add(1)) == Some(&b'-') => {
-                while b.get(j).is_some_and(|c| *c != b'\n') {
+                while b.get(j).is_some_and(|c| !is_newline(*c)) {
                     j = j.saturating_add(1);
                 }
             }
@@ -213,40 +267,50 @@ fn string_continues_after(b: &[u8], at: usize) -> (bool, usize) {
     (newline && b.get(j) == Some(&b'\''), j)
 }
 
-/// Whether a statement, after comments, whitespace and `(`, begins with one
-/// of [`QUERY_KEYWORDS`].
-fn starts_with_query_keyword(stmt: &str) -> bool {
+/// Where the nested block comment starting at `at` (`/*`) ends, or `None`
+/// if it does not end. `scan.l` reads `/*` as `xcstart` and `*/` as
+/// `xcstop` (`\*+\/`: the last `*` of a run pairs with the `/`); both are
+/// found here by looking at each byte and the next, which gives the same
+/// pairs.
+fn skip_block_comment(b: &[u8], at: usize) -> Option<usize> {
+    let mut i = at;
+    let mut depth = 0usize;
+    loop {
+        match (b.get(i), b.get(i.saturating_add(1))) {
+            (Some(b'/'), Some(b'*')) => {
+                depth = depth.saturating_add(1);
+                i = i.saturating_add(2);
+            }
+            (Some(b'*'), Some(b'/')) => {
+                depth = depth.saturating_sub(1);
+                i = i.saturating_add(2);
+                if depth == 0 {
+                    return Some(i);
+                }
+            }
+            (Some(_), _) => i = i.saturating_add(1),
+            (None, _) => return None,
+        }
+    }
+}
+
+/// Whether a statement, after whitespace, comments and `(`, begins with one
+/// of [`QUERY_KEYWORDS`] as a whole token.
+pub(crate) fn starts_with_query_keyword(stmt: &str) -> bool {
     let b = stmt.as_bytes();
     let mut i = 0usize;
     loop {
         match b.get(i) {
-            Some(c) if c.is_ascii_whitespace() || *c == b'(' => i = i.saturating_add(1),
+            Some(c) if is_space(*c) || *c == b'(' => i = i.saturating_add(1),
             Some(b'-') if b.get(i.saturating_add(1)) == Some(&b'-') => {
-                while b.get(i).is_some_and(|c| *c != b'\n') {
+                while b.get(i).is_some_and(|c| !is_newline(*c)) {
                     i = i.saturating_add(1);
                 }
             }
-            Some(b'/') if b.get(i.saturating_add(1)) == Some(&b'*') => {
-                // Block comments nest in PostgreSQL.
-                let mut depth = 0usize;
-                loop {
-                    match (b.get(i), b.get(i.saturating_add(1))) {
-                        (Some(b'/'), Some(b'*')) => {
-                            depth = depth.saturating_add(1);
-                            i = i.saturating_add(2);
-                        }
-                        (Some(b'*'), Some(b'/')) => {
-                            depth = depth.saturating_sub(1);
-                            i = i.saturating_add(2);
-                            if depth == 0 {
-                                break;
-                            }
-                        }
-                        (Some(_), _) => i = i.saturating_add(1),
-                        (None, _) => return false,
-                    }
-                }
-            }
+            Some(b'/') if b.get(i.saturating_add(1)) == Some(&b'*') => match skip_block_comment(b, i) {
+                Some(end) => i = end,
+                None => return false,
+            },
             _ => break,
         }
     }
@@ -255,6 +319,9 @@ fn starts_with_query_keyword(stmt: &str) -> bool {
         .skip(i)
         .position(|c| !c.is_ascii_alphabetic())
         .map_or(b.len(), |n| i.saturating_add(n));
+    if b.get(word_end).is_some_and(|c| continues_identifier(*c)) {
+        return false;
+    }
     let Some(word) = stmt.get(i..word_end) else {
         return false;
     };
@@ -325,6 +392,56 @@ mod tests {
         let long = format!("SELECT 1 {}", " ".repeat(MAX_LEXICAL_BYTES));
         assert!(!one_plain_statement(&long));
         assert!(plainly_safe(&long));
+    }
+
+    #[test]
+    fn lexer_corners_decline_the_parse_free_path() {
+        for sql in [
+            // A `--` comment ends at CR: the server then reads a block comment
+            // that hides the keyword the screen would otherwise see.
+            "-- x\r/*\nSELECT */ SET app.current_organization_id = 'b'",
+            "-- x\r/*\nSELECT */ ALTER ROLE CURRENT_USER SET work_mem = '1GB'",
+            "--\r/* \n select */ reset all",
+            // A CR is a newline in a string continuation, alone or after a comment.
+            "SELECT 'set_'\r'config'",
+            "SELECT 'set_' -- x\r'config'",
+            "SELECT 'pg_'\x0c\r 'sleep'",
+            // Vertical tab: whitespace for pg_query's lexer, not for PostgreSQL 15.
+            "SELECT\x0b1",
+            "SELECT 1 --\x0b",
+            // Other control bytes and DEL.
+            "SELECT 1\x01",
+            "SELECT 1\x7f",
+            // The keyword glued to identifier characters is another identifier.
+            "SELECT1",
+            "select_x",
+            "SELECT$1",
+            "selecté",
+            // Refused by the walk although they start with a passing keyword.
+            "COMMIT PREPARED 'x'",
+            "ROLLBACK PREPARED 'x'",
+            "PREPARE TRANSACTION 'x'",
+            "PREPARE p AS SELECT 1",
+            "SELECT * FROM pgrowlocks('t')",
+            "SELECT * FROM crosstab('select 1')",
+            "SELECT * FROM connectby('t', 'a', 'b', '1', 0)",
+            "SELECT * FROM xpath_table('a','b','c','d','e')",
+            "SELECT reltuples FROM pg_class",
+            "SELECT RelPages FROM x",
+        ] {
+            assert!(!one_plain_statement(sql), "{sql:?}");
+            assert!(!plainly_safe(sql), "{sql:?}");
+        }
+        for sql in [
+            "-- x\nSELECT 1",
+            "-- x\r\nSELECT 1",
+            "/* a */\r\n\x0cSELECT 1\r\n",
+            "SELECT 'x', 'y' -- z\r\n",
+            "SELECT 'it''s', ''",
+            "SELECT 'é'",
+        ] {
+            assert!(one_plain_statement(sql), "{sql:?}");
+        }
     }
 
     #[test]

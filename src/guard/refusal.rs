@@ -125,6 +125,32 @@ pub(crate) fn advisory_lock(name: &str) -> Refusal {
     .with_hint("Use row locks (SELECT ... FOR UPDATE) on a tenant row instead.")
 }
 
+pub(crate) fn statistics(name: &str) -> Refusal {
+    denied(format!(
+        "{} is not available through the proxy: it counts or describes rows of every tenant",
+        echo(name)
+    ))
+}
+
+pub(crate) fn table_lock() -> Refusal {
+    denied("LOCK TABLE in this mode is not allowed through the proxy: it would block other tenants".into())
+        .with_hint("Lock your own rows with SELECT ... FOR UPDATE; ACCESS SHARE, ROW SHARE and ROW EXCLUSIVE table locks are allowed.")
+}
+
+pub(crate) fn two_phase(what: &str) -> Refusal {
+    denied(format!(
+        "{what} is not allowed through the proxy: prepared transactions outlive the session and are visible to other tenants"
+    ))
+}
+
+pub(crate) fn explain() -> Refusal {
+    denied(
+        "EXPLAIN is not available through the proxy: its row estimates come from statistics over every tenant's rows"
+            .into(),
+    )
+    .with_hint("Run EXPLAIN as a DBA directly on the database, or set guard.allow_explain = true.")
+}
+
 pub(crate) fn pg_notify() -> Refusal {
     denied("pg_notify() is not available through the proxy".into())
         .with_hint("Use the NOTIFY statement: the proxy scopes its channel to your tenant.")

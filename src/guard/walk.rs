@@ -24,11 +24,27 @@ const WRITE_STATEMENTS: &[&str] = &["UpdateStmt", "InsertStmt", "DeleteStmt", "M
 /// Statements that store a query to run later, under any role.
 const STORED_QUERY_STATEMENTS: &[&str] = &["ViewStmt", "RuleStmt", "CreateTrigStmt"];
 
+/// `LOCK TABLE` modes (PostgreSQL's lock mode numbers) that conflict with no
+/// other session's SELECT, INSERT, UPDATE, DELETE or autovacuum: ACCESS
+/// SHARE, ROW SHARE and ROW EXCLUSIVE. Stronger ones are refused.
+const HARMLESS_LOCK_MODES: std::ops::RangeInclusive<i64> = 1..=3;
+
+/// `TransactionStmtKind` numbers in pg_query's protobuf: the two-phase
+/// commit statements (`PREPARE TRANSACTION`, `COMMIT PREPARED`, `ROLLBACK
+/// PREPARED`). A prepared transaction outlives the session, keeps its locks
+/// and can be finished by any session of the same role, so by another tenant.
+const TWO_PHASE_KINDS: &[(i64, &str)] = &[
+    (8, "PREPARE TRANSACTION"),
+    (9, "COMMIT PREPARED"),
+    (10, "ROLLBACK PREPARED"),
+];
+
 /// The policy switches from [`super::GuardConfig`].
 pub(crate) struct Policy {
     pub settings: Settings,
     pub allow_do_blocks: bool,
     pub allow_create_function: bool,
+    pub allow_explain: bool,
 }
 
 impl Policy {
@@ -81,6 +97,15 @@ impl Policy {
                 }
             }
             "RangeVar" => check_range_var(tree, i),
+            "LockStmt" if !HARMLESS_LOCK_MODES.contains(&tree.int_field(i, "mode")) => Err(refusal::table_lock()),
+            "TransactionStmt" => {
+                let kind = tree.int_field(i, "kind");
+                match TWO_PHASE_KINDS.iter().find(|(k, _)| *k == kind) {
+                    Some((_, what)) => Err(refusal::two_phase(what)),
+                    None => Ok(()),
+                }
+            }
+            "ExplainStmt" if !self.allow_explain => Err(refusal::explain()),
             _ => Ok(()),
         }
     }

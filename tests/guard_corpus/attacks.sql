@@ -293,3 +293,67 @@ ALTER DEFAULT PRIVILEGES GRANT SELECT ON LARGE OBJECTS TO PUBLIC
 SELECT dblink_exec('dbname=app', 'SET ROLE postgres')
 -- @case pg_locks_lists_other_sessions [class 7]
 SELECT locktype, objid, pid FROM pg_locks WHERE locktype = 'advisory'
+-- @case cr_comment_hides_set_organization [class 1] [hex]
+2d2d20780d2f2a0a53454c454354202a2f20534554206170702e63757272656e745f6f7267616e697a6174696f6e5f6964203d202762626262626262622d303030302d343030302d383030302d30303030303030303030303127
+-- @case cr_comment_hides_set_user [class 1] [hex]
+2d2d20780d2f2a0a53454c454354202a2f20534554206170702e63757272656e745f757365725f6964203d202762626262626262622d303030302d343030302d383030302d30303030303030303030303127
+-- @case cr_comment_hides_set_role [class 2] [hex]
+2d2d20780d2f2a0a53454c454354202a2f2053455420524f4c4520706f737467726573
+-- @case cr_comment_hides_lexing_setting [class 4] [hex]
+2d2d20780d2f2a0a53454c454354202a2f20534554207374616e646172645f636f6e666f726d696e675f737472696e6773203d206f6666
+-- @case cr_comment_hides_alter_role_set [class 1] [hex]
+2d2d20780d2f2a0a53454c454354202a2f20414c54455220524f4c452043555252454e545f5553455220534554206170702e63757272656e745f6f7267616e697a6174696f6e5f6964203d202762626262626262622d303030302d343030302d383030302d30303030303030303030303127
+-- @case cr_comment_hides_alter_role_password [class 2] [hex]
+2d2d20780d2f2a0a53454c454354202a2f20414c54455220524f4c452043555252454e545f555345522050415353574f524420277827
+-- @case cr_only_comment_hides_set [class 1] [hex]
+2d2d0d2f2a2a2f534554206170702e63757272656e745f6f7267616e697a6174696f6e5f6964203d202762626262626262622d303030302d343030302d383030302d30303030303030303030303127
+-- @case cr_comment_in_pipeline_of_selects [class 1] [hex]
+53454c4543542031202d2d20780d3b20534554206170702e63757272656e745f6f7267616e697a6174696f6e5f6964203d202762626262626262622d303030302d343030302d383030302d30303030303030303030303127
+-- @case form_feed_before_set [class 1] [hex]
+0c534554206170702e63757272656e745f6f7267616e697a6174696f6e5f6964203d202762626262626262622d303030302d343030302d383030302d30303030303030303030303127
+-- @case vertical_tab_before_set [class 1] [hex]
+0b534554206170702e63757272656e745f6f7267616e697a6174696f6e5f6964203d202762626262626262622d303030302d343030302d383030302d30303030303030303030303127
+-- @case lock_table_access_exclusive [class 7]
+BEGIN; LOCK TABLE projects IN ACCESS EXCLUSIVE MODE; COMMIT
+-- @case lock_table_default_mode [class 7]
+BEGIN; LOCK projects; COMMIT
+-- @case lock_table_share_mode [class 7]
+BEGIN; LOCK TABLE ONLY projects IN SHARE MODE NOWAIT; COMMIT
+-- @case lock_table_share_update_exclusive [class 7]
+BEGIN; LOCK TABLE projects IN SHARE UPDATE EXCLUSIVE MODE; COMMIT
+-- @case prepare_transaction [class 7]
+BEGIN; PREPARE TRANSACTION 'pgtp_x'
+-- @case commit_prepared [class 7]
+COMMIT PREPARED 'pgtp_x'
+-- @case rollback_prepared [class 7]
+ROLLBACK PREPARED 'pgtp_x'
+-- @case read_prepared_xacts [class 7]
+SELECT gid, owner FROM pg_prepared_xacts
+-- @case explain_estimates [class 7]
+EXPLAIN SELECT * FROM projects WHERE name = 'x'
+-- @case explain_analyze_rows_removed [class 7]
+EXPLAIN (ANALYZE, FORMAT JSON) SELECT * FROM projects
+-- @case stat_user_tables_counts_rows [class 7]
+SELECT n_live_tup FROM pg_stat_user_tables WHERE relname = 'projects'
+-- @case statio_user_tables [class 7]
+SELECT * FROM pg_statio_user_tables
+-- @case stat_get_live_tuples [class 7]
+SELECT pg_stat_get_live_tuples('projects'::regclass)
+-- @case stat_get_numscans_quoted [class 7]
+SELECT pg_catalog."pg_stat_get_numscans"('projects'::regclass)
+-- @case reltuples_estimate [class 7]
+SELECT reltuples, relpages FROM pg_class WHERE relname = 'projects'
+-- @case relallvisible [class 7]
+SELECT c.relallvisible FROM pg_class c
+-- @case crosstab_runs_sql_text [class 5]
+SELECT * FROM crosstab('SELECT set_config(''role'', ''postgres'', false), 1, 1') AS t(a text, b int)
+-- @case crosstab3_runs_sql_text [class 5]
+SELECT * FROM public.crosstab3('SELECT 1')
+-- @case connectby_runs_sql_text [class 5]
+SELECT * FROM connectby('projects', 'id', 'parent_id', '1', 0) AS t(id text, parent text, level int)
+-- @case xpath_table_runs_sql_text [class 5]
+SELECT * FROM xpath_table('id', 'doc', 'projects', '/a', 'true') AS t(id int, a text)
+-- @case pgrowlocks_shows_other_backends [class 7]
+SELECT * FROM pgrowlocks('projects')
+-- @case isolation_test_blocked [class 7]
+SELECT pg_isolation_test_session_is_blocked(1, '{2}')

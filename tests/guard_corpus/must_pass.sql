@@ -129,8 +129,6 @@ DEALLOCATE "__asyncpg_stmt_1__"
 PREPARE get_project (uuid) AS SELECT * FROM projects WHERE id = $1; EXECUTE get_project('00000000-0000-0000-0000-000000000001')
 -- @case declare_fetch_close
 DECLARE c CURSOR WITH HOLD FOR SELECT id FROM projects; FETCH 10 FROM c; CLOSE c
--- @case explain_analyze
-EXPLAIN (ANALYZE, BUFFERS) SELECT * FROM projects WHERE organization_id = $1
 -- @case copy_query_to_stdout
 COPY (SELECT id, name FROM projects) TO STDOUT WITH (FORMAT csv, HEADER true)
 -- @case copy_from_stdin
@@ -147,8 +145,6 @@ MERGE INTO stock s USING deliveries d ON s.item_id = d.item_id WHEN MATCHED THEN
 SELECT id FROM jobs WHERE state = 'queued' ORDER BY id LIMIT 10 FOR UPDATE SKIP LOCKED
 -- @case recursive_cte_window
 WITH RECURSIVE t(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM t WHERE n < 10) SELECT n, row_number() OVER (ORDER BY n DESC) FROM t
--- @case lock_table
-LOCK TABLE projects IN SHARE ROW EXCLUSIVE MODE
 -- @case alter_table_add_column
 ALTER TABLE projects ADD COLUMN archived boolean NOT NULL DEFAULT false
 -- @case create_index_concurrently
@@ -345,3 +341,11 @@ SELECT * FROM projects WHERE EXISTS (SELECT 1 FROM pg_settings s WHERE s.name = 
 UNLISTEN *; LISTEN a; LISTEN b
 -- @case advisory_unlock_own_lock
 SELECT pg_advisory_unlock(1)
+-- @case lock_table_row_exclusive
+BEGIN; LOCK TABLE projects IN ROW EXCLUSIVE MODE; COMMIT
+-- @case lock_table_access_share
+BEGIN; LOCK TABLE projects IN ACCESS SHARE MODE; LOCK TABLE projects IN ROW SHARE MODE; COMMIT
+-- @case crlf_line_endings [hex]
+2d2d206c6973742070726f6a656374730d0a53454c4543542069642c0d0a202020202020206e616d65202d2d20746865206e616d650d0a202046524f4d2070726f6a656374730d0a
+-- @case cr_comment_then_notify_is_scoped [rewrite] [hex]
+2d2d20780d2f2a0a53454c454354202a2f204e4f54494659206a6f62732c20277827
