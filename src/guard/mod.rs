@@ -296,5 +296,69 @@ fn rewrite(text: &str, parsed: &pg_query::protobuf::ParseResult, scope: &TenantS
     Ok(out)
 }
 
+/// The guard's internal decisions, one by one, for the fuzz targets in
+/// `fuzz/` and the property tests in `tests/`. Not a stable interface.
+#[doc(hidden)]
+pub mod probe {
+    use super::{prefilter, Checked, Guard};
+    use crate::error::ClientError;
+
+    /// What the full parse and walk decide for a text, without the
+    /// parse-free path and the cache.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub enum Walk {
+        /// Allowed unchanged.
+        Allow,
+        /// Allowed once LISTEN/NOTIFY/UNLISTEN channels are scoped.
+        Rewrite,
+        /// Refused because PostgreSQL's parser rejects the text (42601).
+        Unparsable,
+        /// Refused for any other reason.
+        Deny(ClientError),
+    }
+
+    /// The full decision for `text` (the walk, never the prefilter).
+    pub fn walk(guard: &Guard, text: &str) -> Walk {
+        match guard.walk_text(text) {
+            Checked::NeedsRewrite(_) => Walk::Rewrite,
+            Checked::Verdict(super::cache::Cached::Allow) => Walk::Allow,
+            Checked::Verdict(super::cache::Cached::Deny(e)) if e.code == crate::error::SqlState::SyntaxError => {
+                Walk::Unparsable
+            }
+            Checked::Verdict(super::cache::Cached::Deny(e)) => Walk::Deny(e),
+        }
+    }
+
+    /// The parse-free path's answer.
+    pub fn one_plain_statement(text: &str) -> bool {
+        prefilter::one_plain_statement(text)
+    }
+
+    /// The prefilter's answer for any number of statements.
+    pub fn plainly_safe(text: &str) -> bool {
+        prefilter::plainly_safe(text)
+    }
+
+    /// The byte screen shared by both prefilter paths.
+    pub fn no_hidden_names(text: &[u8]) -> bool {
+        prefilter::no_hidden_names(text)
+    }
+
+    /// Whether the quote at `at` is followed by a string continuation.
+    pub fn string_continues_after(text: &[u8], at: usize) -> (bool, usize) {
+        prefilter::string_continues_after(text, at)
+    }
+
+    /// Whether the statement's first token is one of the prefilter's keywords.
+    pub fn starts_with_query_keyword(stmt: &str) -> bool {
+        prefilter::starts_with_query_keyword(stmt)
+    }
+
+    /// The prefilter's keywords, lower case.
+    pub fn query_keywords() -> &'static [&'static str] {
+        prefilter::QUERY_KEYWORDS
+    }
+}
+
 #[cfg(test)]
 mod tests;
