@@ -70,11 +70,19 @@ pub enum End {
 }
 
 /// Refusals whose marker error has not come back from the server yet.
+///
+/// Markers are numbered in the order they are sent, and the server answers
+/// them in that order (or discards some after an earlier error), so one
+/// counter says which are still outstanding. Only the newest
+/// [`MAX_PENDING_REFUSALS`] keep their own error; an older one that comes
+/// back gets [`refusal_details_dropped`], never the server's raw 42601.
 struct Refusals {
     /// Marker prefix unique to this session, e.g. `pgtp_refused_1f2e…_`.
     prefix: String,
+    /// Number of the next marker.
     next: AtomicUsize,
-    in_flight: AtomicUsize,
+    /// Every marker below this number has come back or was discarded.
+    resolved: AtomicUsize,
     pending: Mutex<VecDeque<(usize, ClientError)>>,
 }
 
@@ -83,31 +91,34 @@ impl Refusals {
         Refusals {
             prefix: format!("pgtp_refused_{:016x}_", rand::random::<u64>()),
             next: AtomicUsize::new(0),
-            in_flight: AtomicUsize::new(0),
+            resolved: AtomicUsize::new(0),
             pending: Mutex::new(VecDeque::new()),
         }
     }
 
     /// Records `err` and returns the unparsable marker statement to send instead.
     fn register(&self, err: ClientError) -> String {
-        let n = self.next.fetch_add(1, Ordering::Relaxed);
         let mut q = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        let n = self.next.load(Ordering::Relaxed);
         if q.len() == MAX_PENDING_REFUSALS {
             q.pop_front();
         }
         q.push_back((n, err));
-        self.in_flight.store(q.len(), Ordering::Release);
+        self.next.store(n + 1, Ordering::Release);
         format!("{}{n}", self.prefix)
     }
 
-    /// If `message` (an ErrorResponse M field) carries one of our markers,
-    /// the refusal it stands for.
+    /// If `message` (an ErrorResponse M field) carries one of our outstanding
+    /// markers, the refusal it stands for.
     fn take(&self, message: &str) -> Option<ClientError> {
         let at = message.find(&self.prefix)? + self.prefix.len();
         let digits: &str = &message[at..];
         let end = digits.find(|c: char| !c.is_ascii_digit()).unwrap_or(digits.len());
         let n: usize = digits[..end].parse().ok()?;
         let mut q = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        if n < self.resolved.load(Ordering::Acquire) || n >= self.next.load(Ordering::Acquire) {
+            return None;
+        }
         let mut found = None;
         // Older refusals were discarded by the server (an earlier error in the
         // same pipeline); they will never come back.
@@ -121,13 +132,26 @@ impl Refusals {
                 }
             }
         }
-        self.in_flight.store(q.len(), Ordering::Release);
-        found
+        self.resolved.store(n + 1, Ordering::Release);
+        Some(found.unwrap_or_else(refusal_details_dropped))
     }
 
     fn any_in_flight(&self) -> bool {
-        self.in_flight.load(Ordering::Acquire) > 0
+        self.resolved.load(Ordering::Acquire) < self.next.load(Ordering::Acquire)
     }
+}
+
+/// The error for a refused statement whose own error was not kept (more
+/// than [`MAX_PENDING_REFUSALS`] refusals were pipelined behind it).
+fn refusal_details_dropped() -> ClientError {
+    ClientError::error(
+        SqlState::InsufficientPrivilege,
+        format!(
+            "pg-tenant-proxy: statement refused by the tenant guard (more than {MAX_PENDING_REFUSALS} \
+             refused statements were pipelined; the reason for this one was not kept)"
+        ),
+    )
+    .with_hint("Send fewer statements the proxy refuses before waiting for their results.")
 }
 
 /// A piece of an outgoing batch: a range of the read buffer, or new bytes.
@@ -219,6 +243,30 @@ impl Batch {
         self.seg = self.pos;
     }
 
+    /// Sends `replacement` instead of the `total`-byte frame at `pos`, of which
+    /// only the bytes up to `len` have arrived; returns how many of its bytes
+    /// are still to come (dropped as they arrive, see [`Batch::drop_rest`]).
+    fn replace_streamed(&mut self, total: usize, replacement: Bytes, len: usize) -> usize {
+        self.pieces.push(Piece::Range(self.seg, self.pos));
+        self.pieces.push(Piece::Owned(replacement));
+        let take = total.min(len - self.pos);
+        self.pos += take;
+        self.seg = self.pos;
+        total - take
+    }
+
+    /// Drops the rest of a replaced frame (`drop` bytes still to come) from a
+    /// buffer of `len` bytes. False when the frame goes on past it.
+    fn drop_rest(&mut self, drop: &mut usize, len: usize) -> bool {
+        // A piece, even an empty one, makes `flush` write only the pieces.
+        self.pieces.push(Piece::Range(self.seg, self.pos));
+        let take = (*drop).min(len - self.pos);
+        self.pos += take;
+        self.seg = self.pos;
+        *drop -= take;
+        *drop == 0
+    }
+
     /// Takes the scanned bytes off `buf` and writes them, with replacements,
     /// in one batch.
     async fn flush<W: AsyncWrite + Unpin>(&mut self, buf: &mut BytesMut, w: &mut W) -> std::io::Result<()> {
@@ -256,6 +304,8 @@ where
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
     // Bytes of a pass-through frame still to come; streamed, never buffered whole.
     let mut skip = 0usize;
+    // Bytes of a refused oversized frame still to come; dropped, never buffered.
+    let mut drop = 0usize;
     let mut batch = Batch::default();
     loop {
         if buf.capacity() - buf.len() < READ_CHUNK / 2 {
@@ -274,6 +324,9 @@ where
         let mut terminate = false;
         batch.start();
         loop {
+            if drop > 0 && !batch.drop_rest(&mut drop, buf.len()) {
+                break;
+            }
             if skip > 0 && !batch.pass(&mut skip, buf.len()) {
                 break;
             }
@@ -283,6 +336,16 @@ where
                 Err(e) => return frame_error(e),
             };
             match h.tag {
+                b'Q' | b'P' if h.total > max_buffered_statement(h.tag, guard.max_statement_bytes()) => {
+                    let err = oversized(h.tag, h.total, guard.max_statement_bytes());
+                    let marker = refusals.register(err);
+                    let replacement = if h.tag == b'Q' {
+                        query_message(&marker)
+                    } else {
+                        parse_message(b"", &marker, &0i16.to_be_bytes())
+                    };
+                    drop = batch.replace_streamed(h.total, replacement, buf.len());
+                }
                 b'Q' | b'P' | b'F' => {
                     if !batch.whole(&mut buf, h.total) {
                         break;
@@ -316,6 +379,27 @@ where
             return End::ClientClosed;
         }
     }
+}
+
+/// Most a Parse message adds to its statement text: name (PostgreSQL keeps
+/// 63 bytes of it; 1 KiB allowed), two NULs, and up to 65,535 parameter types.
+const MAX_PARSE_OVERHEAD: usize = 1024 + 2 + 2 + 4 * 65_535;
+
+/// Largest Query or Parse frame buffered whole for the guard; a larger one
+/// holds a statement over the guard's limit and is refused as it streams by.
+fn max_buffered_statement(tag: u8, max_statement_bytes: usize) -> usize {
+    let overhead = if tag == b'Q' { 1 } else { MAX_PARSE_OVERHEAD };
+    max_statement_bytes.saturating_add(overhead).saturating_add(HEADER_LEN)
+}
+
+/// The refusal for a Query or Parse frame too large to buffer.
+fn oversized(tag: u8, total: usize, max_statement_bytes: usize) -> ClientError {
+    let text_bytes = if tag == b'Q' {
+        total.saturating_sub(HEADER_LEN + 1)
+    } else {
+        total.saturating_sub(HEADER_LEN + MAX_PARSE_OVERHEAD)
+    };
+    crate::guard::statement_too_long(text_bytes, max_statement_bytes)
 }
 
 /// Decides on one Query ('Q'), Parse ('P') or FunctionCall ('F') body.
@@ -565,11 +649,28 @@ mod tests {
     }
 
     #[test]
-    fn pending_refusals_are_bounded() {
+    fn pending_refusals_are_bounded_and_older_markers_still_map_to_a_refusal() {
         let r = Refusals::new();
-        for _ in 0..(MAX_PENDING_REFUSALS + 10) {
-            r.register(ClientError::error(SqlState::InsufficientPrivilege, "x"));
-        }
+        let markers: Vec<String> = (0..(MAX_PENDING_REFUSALS + 10))
+            .map(|n| {
+                r.register(ClientError::error(
+                    SqlState::InsufficientPrivilege,
+                    format!("refusal {n}"),
+                ))
+            })
+            .collect();
         assert_eq!(r.pending.lock().unwrap().len(), MAX_PENDING_REFUSALS);
+        // Every marker comes back in order; the first ten lost their details.
+        for (n, m) in markers.iter().enumerate() {
+            assert!(r.any_in_flight());
+            let err = r.take(&format!("syntax error at or near \"{m}\"")).unwrap();
+            assert_eq!(err.code, SqlState::InsufficientPrivilege);
+            if n < 10 {
+                assert_eq!(err.message, refusal_details_dropped().message);
+            } else {
+                assert_eq!(err.message, format!("refusal {n}"));
+            }
+        }
+        assert!(!r.any_in_flight());
     }
 }

@@ -377,3 +377,74 @@ async fn plain_statements_decided_without_a_parse_behave_like_postgresql() {
     assert_eq!(sqlstate(&err), "42501");
     assert_eq!(pinned(&c).await, (ORG_A.to_owned(), USER_A.to_owned()));
 }
+
+/// The message text of an ErrorResponse body.
+fn error_message(body: &[u8]) -> String {
+    String::from_utf8_lossy(body)
+        .split('\0')
+        .find_map(|f| f.strip_prefix('M'))
+        .unwrap_or_default()
+        .to_owned()
+}
+
+#[tokio::test]
+async fn oversized_statement_is_refused_before_it_is_buffered() {
+    let p = Proxy::start(&[]).await;
+    let mut s = authenticated_socket(&p).await;
+    // A Query that declares 48 MiB (under the 64 MiB frame cap, far over the
+    // 1 MiB statement limit): the refusal must come back after only its first
+    // 256 KiB, so the proxy never holds the rest.
+    let declared: usize = 48 << 20;
+    let mut head = BytesMut::new();
+    head.put_u8(b'Q');
+    head.put_i32(i32::try_from(declared).unwrap());
+    head.put_slice(b"SELECT '");
+    let first = vec![b'x'; 256 << 10];
+    s.write_all(&head).await.unwrap();
+    s.write_all(&first).await.unwrap();
+    let msgs = tokio::time::timeout(std::time::Duration::from_secs(10), read_until_ready(&mut s))
+        .await
+        .expect("no refusal before the statement was complete");
+    assert_eq!(tags(&msgs), vec![b'E', b'Z']);
+    assert_eq!(error_code(&msgs[0].1), "54000");
+    let text = error_message(&msgs[0].1);
+    assert!(
+        text.starts_with(PROXY_PREFIX) && text.contains("up to 1048576 bytes"),
+        "{text}"
+    );
+    // The rest of the frame is dropped as it arrives; the session goes on.
+    let sent = head.len() - 1 + first.len();
+    let mut rest = vec![b'x'; declared - sent - 2];
+    rest.extend_from_slice(b"'\0");
+    s.write_all(&rest).await.unwrap();
+    s.write_all(&query_msg(b"SELECT current_setting('app.current_organization_id')"))
+        .await
+        .unwrap();
+    let msgs = read_until_ready(&mut s).await;
+    assert_eq!(tags(&msgs), vec![b'T', b'D', b'C', b'Z']);
+    assert!(String::from_utf8_lossy(&msgs[1].1).contains(ORG_A));
+}
+
+#[tokio::test]
+async fn refusals_pipelined_past_the_kept_limit_never_show_the_marker() {
+    let p = Proxy::start(&[]).await;
+    let mut s = authenticated_socket(&p).await;
+    // 1,500 refused statements in one write, then one that runs.
+    let mut batch = BytesMut::new();
+    for _ in 0..1500 {
+        batch.extend_from_slice(&query_msg(b"SET app.current_organization_id = 'x'"));
+    }
+    batch.extend_from_slice(&query_msg(b"SELECT current_setting('app.current_organization_id')"));
+    s.write_all(&batch).await.unwrap();
+    for n in 0..1500 {
+        let msgs = read_until_ready(&mut s).await;
+        assert_eq!(tags(&msgs), vec![b'E', b'Z'], "statement {n}");
+        assert_eq!(error_code(&msgs[0].1), "42501", "statement {n}");
+        let text = error_message(&msgs[0].1);
+        assert!(text.starts_with(PROXY_PREFIX), "statement {n}: {text}");
+        assert!(!text.contains("pgtp_refused"), "statement {n}: {text}");
+    }
+    let msgs = read_until_ready(&mut s).await;
+    assert_eq!(tags(&msgs), vec![b'T', b'D', b'C', b'Z']);
+    assert!(String::from_utf8_lossy(&msgs[1].1).contains(ORG_A));
+}

@@ -158,6 +158,11 @@ impl Guard {
         })
     }
 
+    /// Longest statement text the guard inspects; longer ones are refused.
+    pub fn max_statement_bytes(&self) -> usize {
+        self.max_statement_bytes
+    }
+
     /// Body of a simple-protocol Query message, without the trailing NUL.
     /// Untrusted bytes. Any refused statement refuses the whole message.
     pub fn check_query(&self, sql: &[u8], scope: &TenantScope) -> Verdict {
@@ -243,6 +248,12 @@ impl Guard {
             Err(e) => Checked::Verdict(Cached::Deny(parse_refusal(e))),
         }
     }
+}
+
+/// The refusal for a statement of `len` bytes, over the `max` the guard
+/// inspects (for callers that refuse before the text is complete).
+pub fn statement_too_long(len: usize, max: usize) -> ClientError {
+    refusal::statement_too_long(len, max)
 }
 
 /// The refusal for text that has no usable parse tree.
