@@ -216,7 +216,7 @@ start_proxy() {
   # shellcheck disable=SC2086
   setsid env PGTP_UPSTREAM_PASSWORD="$LOGIN_PW" $PROXY_ENV "$BIN" serve --listen "127.0.0.1:$PROXY_PORT" \
     --upstream "postgresql://bench_login@127.0.0.1:$PG_PORT/bench?sslmode=disable" \
-    --jwt-secret-file "$SECRET_FILE" --max-connections 10000 2>>"$WORK/proxy.log" &
+    --jwt-secret-file "$SECRET_FILE" --max-connections 10000 --max-sessions-per-org 0 2>>"$WORK/proxy.log" &
   PROXY_PID=$!
   wait_for 10 python3 -c "import socket; socket.create_connection(('127.0.0.1', $PROXY_PORT), 1)" \
     || { cat "$WORK/proxy.log" >&2; exit 1; }
@@ -262,7 +262,7 @@ for x in "${EXTRA[@]}"; do
   # shellcheck disable=SC2086
   $xsetsid env PGTP_UPSTREAM_PASSWORD="$LOGIN_PW" ${xenv//,/ } "$xbin" serve --listen "127.0.0.1:${XPORT[$name]}" \
     --upstream "$xup" \
-    --jwt-secret-file "$SECRET_FILE" --max-connections 10000 2>>"$WORK/proxy-$name.log" &
+    --jwt-secret-file "$SECRET_FILE" --max-connections 10000 --max-sessions-per-org 0 2>>"$WORK/proxy-$name.log" &
   XPIDS+=($!) XPID[$name]=$!
   wait_for 10 python3 -c "import socket; socket.create_connection(('127.0.0.1', ${XPORT[$name]}), 1)" \
     || { cat "$WORK/proxy-$name.log" >&2; exit 1; }

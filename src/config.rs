@@ -228,6 +228,9 @@ pub struct TlsFiles {
     pub key: PathBuf,
 }
 
+/// Default of [`Limits::max_sessions_per_organization`].
+pub const DEFAULT_MAX_SESSIONS_PER_ORGANIZATION: usize = 100;
+
 /// Resource limits on client sessions.
 #[derive(Debug, Clone)]
 pub struct Limits {
@@ -241,6 +244,9 @@ pub struct Limits {
     pub connect_timeout: Duration,
     /// On SIGTERM/SIGINT, how long sessions may run before they are closed.
     pub drain_timeout: Duration,
+    /// Most concurrent sessions of one organization (0: no limit); more get
+    /// FATAL 53300.
+    pub max_sessions_per_organization: usize,
 }
 
 /// The validated configuration of `serve`.
@@ -376,6 +382,8 @@ pub struct FileLimits {
     pub connect_timeout_secs: Option<u64>,
     /// Drain timeout in seconds.
     pub drain_timeout_secs: Option<u64>,
+    /// Most concurrent sessions of one organization (0: no limit).
+    pub max_sessions_per_organization: Option<usize>,
 }
 
 /// `[clients]` in the file.
@@ -445,6 +453,9 @@ pub struct ServeArgs {
     /// Most concurrent client connections [default: 10000].
     #[arg(long, env = "PGTP_MAX_CONNECTIONS", value_name = "N")]
     pub max_connections: Option<usize>,
+    /// Most concurrent sessions of one organization; 0 for no limit [default: 100].
+    #[arg(long, env = "PGTP_MAX_SESSIONS_PER_ORG", value_name = "N")]
+    pub max_sessions_per_org: Option<usize>,
     /// Threads that run sessions [default: number of cores].
     #[arg(long, env = "PGTP_WORKER_THREADS", value_name = "N")]
     pub worker_threads: Option<usize>,
@@ -586,6 +597,10 @@ impl ServeArgs {
             auth_timeout: Duration::from_secs(fl.auth_timeout_secs.unwrap_or(10)),
             connect_timeout: Duration::from_secs(fl.connect_timeout_secs.unwrap_or(5)),
             drain_timeout: Duration::from_secs(fl.drain_timeout_secs.unwrap_or(30)),
+            max_sessions_per_organization: self
+                .max_sessions_per_org
+                .or(fl.max_sessions_per_organization)
+                .unwrap_or(DEFAULT_MAX_SESSIONS_PER_ORGANIZATION),
         };
         if limits.max_client_connections == 0 {
             return Err("max_client_connections must be at least 1".into());

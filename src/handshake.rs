@@ -56,6 +56,8 @@ pub struct HandshakePolicy {
     pub databases: Vec<String>,
     /// Startup parameters forwarded upstream (lower-case).
     pub passthrough: Vec<String>,
+    /// Ceilings on resource settings, shared with the statement guard.
+    pub setting_limits: crate::guard::SettingLimits,
 }
 
 /// A client that has sent its startup message and its token.
@@ -258,6 +260,13 @@ fn check_params(raw: Vec<(String, String)>, policy: &HandshakePolicy) -> Result<
                 "only these may be set at startup: application_name, DateStyle, TimeZone, search_path and the other names in [clients] passthrough_parameters",
             ));
         }
+        if let Err(e) = policy.setting_limits.check(&lname, Some(&value)) {
+            let (crate::guard::LimitError::Exceeds { max, .. } | crate::guard::LimitError::Unreadable { max, .. }) = e;
+            return Err(not_allowed(
+                &name,
+                &format!("the proxy allows at most {max} (a number with a unit; a timeout cannot be 0)"),
+            ));
+        }
         fwd.retain(|(k, _)| k != &lname);
         fwd.push((lname, value));
         Ok(())
@@ -411,6 +420,7 @@ mod tests {
                 .iter()
                 .map(|s| s.to_string())
                 .collect(),
+            setting_limits: crate::guard::SettingLimits::new(None).unwrap(),
         }
     }
 

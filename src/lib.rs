@@ -14,7 +14,8 @@
 //! Supporting pieces: [`protocol`] (frames, length caps, startup packets, the
 //! backend messages the proxy writes), [`stream`] (one type for TCP, Unix and
 //! TLS), [`tls`], [`cancel`] (proxy-issued cancel keys), [`config`],
-//! [`error`] (SQLSTATEs), [`token`] (minting for demos and tests).
+//! [`error`] (SQLSTATEs), [`token`] (minting for demos and tests), [`quota`]
+//! (sessions per organization).
 //!
 //! # Threat model in brief
 //! Clients are untrusted: every byte they send is bounded and validated, and
@@ -28,6 +29,7 @@ pub mod error;
 pub mod guard;
 pub mod handshake;
 pub mod protocol;
+pub mod quota;
 pub mod relay;
 pub mod server;
 pub mod session;

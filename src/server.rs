@@ -39,12 +39,15 @@ pub fn prepare(cfg: &Config) -> Result<(Arc<Shared>, watch::Sender<bool>), Strin
             allow_plaintext_from: cfg.allow_plaintext_from.clone(),
             databases: cfg.databases.clone(),
             passthrough: cfg.passthrough_parameters.clone(),
+            setting_limits: crate::guard::SettingLimits::new(cfg.guard.setting_limits.as_ref())
+                .map_err(|e| format!("[guard]: {e}"))?,
         },
         cancel: Arc::new(CancelMap::default()),
         auth_timeout: cfg.limits.auth_timeout,
         max_message: cfg.limits.max_message_bytes,
         leeway: Duration::from_secs(cfg.jwt.leeway_secs),
         close_now: close_rx,
+        org_sessions: crate::quota::OrgSessions::new(cfg.limits.max_sessions_per_organization),
     };
     Ok((Arc::new(shared), close_tx))
 }

@@ -18,6 +18,7 @@ use crate::error::{ClientError, SqlState};
 use crate::guard::{Guard, TenantScope};
 use crate::handshake::{self, HandshakeError, HandshakePolicy, Outcome};
 use crate::protocol::backend;
+use crate::quota::OrgSessions;
 use crate::relay::{self, End, RelayCtx};
 use crate::upstream::Connector;
 
@@ -41,6 +42,8 @@ pub struct Shared {
     pub leeway: Duration,
     /// Set to `true` when sessions must close now (end of drain).
     pub close_now: watch::Receiver<bool>,
+    /// Open sessions per organization.
+    pub org_sessions: Arc<OrgSessions>,
 }
 
 /// Runs one client connection to its end.
@@ -83,6 +86,16 @@ pub async fn run(tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
     };
     drop(token);
     tracing::Span::current().record("org", tracing::field::display(identity.organization_id));
+
+    // Held until the session ends: one organization cannot take every slot.
+    let _org_permit = match shared.org_sessions.acquire(identity.organization_id) {
+        Ok(p) => p,
+        Err(ce) => {
+            info!(code = ce.code.code(), "organization session limit reached");
+            let _ = handshake::refuse(&mut stream, ce).await;
+            return;
+        }
+    };
 
     let upstream = match shared.connector.connect(&identity, &params).await {
         Ok(u) => u,

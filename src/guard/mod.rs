@@ -27,6 +27,7 @@
 mod cache;
 mod flat;
 mod functions;
+mod limits;
 mod notify;
 mod parse;
 mod prefilter;
@@ -37,6 +38,7 @@ mod walk;
 
 use crate::error::ClientError;
 use cache::{Cached, VerdictCache};
+pub use limits::{LimitError, SettingLimits, DEFAULT_LIMITS};
 pub use notify::MAX_CLIENT_CHANNEL_BYTES;
 
 /// The settings the proxy pins at upstream startup. Always protected, even
@@ -58,6 +60,10 @@ pub struct GuardConfig {
     /// Let `EXPLAIN` through. Its row estimates (and `EXPLAIN ANALYZE`'s
     /// "rows removed by filter") come from every tenant's rows.
     pub allow_explain: bool,
+    /// Ceilings on resource settings (name to value, e.g. `work_mem =
+    /// "64MB"`); absent: [`DEFAULT_LIMITS`]. Applies to SET, set_config and
+    /// startup parameters; a timeout with a ceiling cannot be set to 0.
+    pub setting_limits: Option<std::collections::BTreeMap<String, String>>,
     /// Verdicts kept in the shared cache; 0 disables it.
     pub verdict_cache_entries: usize,
     /// Longest statement text (one Query or Parse) the guard parses; longer
@@ -73,6 +79,7 @@ impl Default for GuardConfig {
             allow_do_blocks: false,
             allow_create_function: false,
             allow_explain: false,
+            setting_limits: None,
             verdict_cache_entries: 4096,
             max_statement_bytes: DEFAULT_MAX_STATEMENT_BYTES,
         }
@@ -149,7 +156,7 @@ impl Guard {
         Ok(Guard {
             max_statement_bytes: cfg.max_statement_bytes,
             policy: walk::Policy {
-                settings: settings::Settings::new(protected),
+                settings: settings::Settings::new(protected, SettingLimits::new(cfg.setting_limits.as_ref())?),
                 allow_do_blocks: cfg.allow_do_blocks,
                 allow_create_function: cfg.allow_create_function,
                 allow_explain: cfg.allow_explain,

@@ -63,6 +63,21 @@ pub(crate) fn lexing_setting(name: &str) -> Refusal {
     .with_hint("The proxy pins client_encoding=UTF8 and standard_conforming_strings=on; RESET restores them.")
 }
 
+pub(crate) fn over_limit(name: &str, max: &str) -> Refusal {
+    denied(format!(
+        "setting {} may be at most {max} through the proxy (and a timeout cannot be turned off)",
+        echo(name)
+    ))
+    .with_hint("The operator sets this ceiling in guard.setting_limits; RESET restores the session's value.")
+}
+
+pub(crate) fn unreadable_limited(name: &str, max: &str) -> Refusal {
+    denied(format!(
+        "setting {} has a ceiling of {max} through the proxy: give it as a constant number with a unit, e.g. '{max}'",
+        echo(name)
+    ))
+}
+
 pub(crate) fn unknown_set_form() -> Refusal {
     denied("this form of SET is not recognised by the proxy".into())
 }

@@ -5,6 +5,7 @@
 //! SQL (quoting and `U&""` escapes already resolved). Names compare
 //! ASCII-case-insensitively, as PostgreSQL's `guc_name_compare` does.
 
+use super::limits::{LimitError, SettingLimits};
 use super::refusal::{self, Refusal};
 
 /// `VariableSetKind` numbers in pg_query's protobuf.
@@ -38,6 +39,8 @@ pub(crate) struct SetRequest<'a> {
     pub name: &'a str,
     /// The first value if it is a plain string constant (e.g. `SET ROLE NONE`).
     pub first_value: Option<&'a str>,
+    /// The first value if it is any constant (string, integer or number), as text.
+    pub first_constant: Option<String>,
     /// How many values were given.
     pub nargs: usize,
 }
@@ -49,11 +52,24 @@ fn is_in(list: &[&str], name: &str) -> bool {
 /// The policy view of the configured protected names (already lowercased).
 pub(crate) struct Settings {
     protected: Vec<String>,
+    limits: SettingLimits,
+}
+
+/// The refusal for a value over a configured ceiling.
+pub(crate) fn limit_refusal(e: &LimitError) -> Refusal {
+    match e {
+        LimitError::Exceeds { name, max } => refusal::over_limit(name, max),
+        LimitError::Unreadable { name, max } => refusal::unreadable_limited(name, max),
+    }
 }
 
 impl Settings {
-    pub(crate) fn new(protected: Vec<String>) -> Settings {
-        Settings { protected }
+    pub(crate) fn new(protected: Vec<String>, limits: SettingLimits) -> Settings {
+        Settings { protected, limits }
+    }
+
+    pub(crate) fn is_limited(&self, name: &str) -> bool {
+        self.limits.is_limited(name)
     }
 
     pub(crate) fn is_protected(&self, name: &str) -> bool {
@@ -113,7 +129,21 @@ impl Settings {
             }
             return Err(refusal::lexing_setting(name));
         }
+        if self.limits.is_limited(name) && !restores && req.kind != kind::SET_CURRENT {
+            let value = if req.nargs == 1 {
+                req.first_constant.as_deref()
+            } else {
+                None
+            };
+            return self.limits.check(name, value).map_err(|e| limit_refusal(&e));
+        }
         Ok(())
+    }
+
+    /// Checks the value given to `set_config(name, value, local)` for a
+    /// setting with a ceiling (`None`: not a constant).
+    pub(crate) fn check_set_config_value(&self, name: &str, value: Option<&str>) -> Result<(), Refusal> {
+        self.limits.check(name, value).map_err(|e| limit_refusal(&e))
     }
 
     /// Checks the constant first argument of `set_config(name, value, local)`.
@@ -180,7 +210,7 @@ mod tests {
     use super::*;
 
     fn settings() -> Settings {
-        Settings::new(vec!["app.current_organization_id".into()])
+        Settings::new(vec!["app.current_organization_id".into()], SettingLimits::default())
     }
 
     #[test]
@@ -190,11 +220,13 @@ mod tests {
             kind: kind::SET_VALUE,
             name: "role",
             first_value: Some("none"),
+            first_constant: Some("none".into()),
             nargs: 1,
         };
         assert!(s.check_set(&none).is_ok());
         let other = SetRequest {
             first_value: Some("postgres"),
+            first_constant: Some("postgres".into()),
             ..none
         };
         assert!(s.check_set(&other).is_err());

@@ -113,16 +113,19 @@ impl Policy {
     fn check_variable_set(&self, tree: &Tree, i: usize) -> Result<(), Refusal> {
         let mut nargs = 0usize;
         let mut first_value = None;
+        let mut first_constant = None;
         for (n, arg) in tree.list(i, "args").enumerate() {
             nargs = nargs.saturating_add(1);
             if n == 0 {
                 first_value = string_constant(tree, arg);
+                first_constant = scalar_constant(tree, arg);
             }
         }
         let req = SetRequest {
             kind: tree.int_field(i, "kind"),
             name: tree.str_field(i, "name"),
             first_value,
+            first_constant,
             nargs,
         };
         self.settings.check_set(&req)
@@ -157,7 +160,12 @@ impl Policy {
         let Some(setting) = constant_text(tree, first) else {
             return Err(refusal::set_config_not_constant());
         };
-        self.settings.check_set_config_name(setting)
+        self.settings.check_set_config_name(setting)?;
+        if self.settings.is_limited(setting) {
+            let value = tree.list(i, "args").nth(1).and_then(|v| constant_text(tree, v));
+            self.settings.check_set_config_value(setting, value)?;
+        }
+        Ok(())
     }
 }
 
@@ -168,6 +176,20 @@ fn string_constant(tree: &Tree, i: usize) -> Option<&str> {
     }
     let val = tree.field(i, "val")?;
     tree.string_node(val)
+}
+
+/// Any constant a `SET` value can be (string, integer or decimal), as text.
+fn scalar_constant(tree: &Tree, i: usize) -> Option<String> {
+    if tree.ty(i) != Some("AConst") {
+        return None;
+    }
+    let val = tree.field(i, "val")?;
+    match tree.ty(val)? {
+        "String" => tree.string_node(val).map(str::to_owned),
+        "Integer" => Some(tree.int_field(val, "ival").to_string()),
+        "Float" => Some(tree.str_field(val, "fval").to_owned()),
+        _ => None,
+    }
 }
 
 /// A string constant, optionally cast to plain `text` (no type modifiers:
