@@ -78,11 +78,17 @@ async fn every_attack_is_refused_and_changes_nothing() {
             .err()
             .unwrap_or_else(|| panic!("{}: Parse was not refused", case.name));
         let db = err.as_db_error().unwrap();
-        assert!(
-            db.code().code() == expected_code(case) || db.code().code() == "42601",
-            "{}: Parse gave {} {}",
-            case.name,
+        assert_eq!(
             db.code().code(),
+            expected_code(case),
+            "{}: Parse: {}",
+            case.name,
+            db.message()
+        );
+        assert!(
+            db.message().starts_with(PROXY_PREFIX),
+            "{}: Parse refused by the server, not the proxy: {}",
+            case.name,
             db.message()
         );
         // Nothing moved.
@@ -447,4 +453,31 @@ async fn refusals_pipelined_past_the_kept_limit_never_show_the_marker() {
     let msgs = read_until_ready(&mut s).await;
     assert_eq!(tags(&msgs), vec![b'T', b'D', b'C', b'Z']);
     assert!(String::from_utf8_lossy(&msgs[1].1).contains(ORG_A));
+}
+
+#[tokio::test]
+async fn cr_ended_comment_cannot_move_the_tenant_in_either_protocol() {
+    // The reported bypass: PostgreSQL ends a `--` comment at CR, so the
+    // server reads `/* ... */ SET ...` where a LF-only screen saw a SELECT.
+    let p = Proxy::start(&[]).await;
+    let attack = format!("-- x\r/*\nSELECT */ SET app.current_organization_id = '{ORG_B}'");
+    let c = p.connect(ORG_A, USER_A).await;
+    let err = c.simple_query(&attack).await.unwrap_err();
+    assert_eq!(sqlstate(&err), "42501");
+    assert_eq!(
+        db_message(&err),
+        "pg-tenant-proxy: setting \"app.current_organization_id\" is pinned by the proxy and cannot be changed"
+    );
+    let Err(err) = c.prepare(&attack).await else {
+        panic!("Parse of the attack was allowed");
+    };
+    assert_eq!(sqlstate(&err), "42501");
+    assert_eq!(pinned(&c).await, (ORG_A.to_owned(), USER_A.to_owned()));
+    assert_eq!(foreign_rows(&c).await, 0);
+    let own: i64 = c
+        .query_one("SELECT count(*) FROM agent_instances", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(own, 2);
 }
