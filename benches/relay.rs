@@ -78,7 +78,8 @@ fn ctx(guard: &Arc<Guard>) -> (RelayCtx, tokio::sync::watch::Sender<bool>) {
     (c, tx)
 }
 
-/// Client bytes → upstream sink; the upstream never answers.
+/// Client bytes → upstream sink; the upstream never answers. The input ends
+/// without Terminate, as a vanished client.
 async fn client_to_upstream(input: &[u8], guard: &Arc<Guard>) {
     let (mut ctx, _tx) = ctx(guard);
     let (mut silent, _keep) = tokio::io::duplex(64);
@@ -86,7 +87,7 @@ async fn client_to_upstream(input: &[u8], guard: &Arc<Guard>) {
     let mut cw = tokio::io::sink();
     let mut uw = tokio::io::sink();
     let end = relay::run(&mut cr, &mut cw, &mut silent, &mut uw, &mut ctx).await;
-    assert!(matches!(end, End::ClientClosed), "{end:?}");
+    assert!(matches!(end, End::ClientVanished), "{end:?}");
 }
 
 /// Upstream bytes → client sink; the client stays silent.

@@ -56,8 +56,11 @@ pub struct RelayCtx {
 /// How a relay ended.
 #[derive(Debug)]
 pub enum End {
-    /// The client sent Terminate or closed its side.
+    /// The client sent Terminate.
     ClientClosed,
+    /// The client's connection ended without Terminate (closed, reset, or
+    /// failed): work it left running upstream should be cancelled.
+    ClientVanished,
     /// The upstream closed (after forwarding its own last message).
     UpstreamClosed {
         /// Whether its last message was an ErrorResponse (it told the client why).
@@ -172,10 +175,33 @@ where
     let refusals = Refusals::new();
     let guard = ctx.guard.clone();
     let c2u = client_to_upstream(cr, uw, &guard, &ctx.scope, ctx.max_message, &refusals);
-    let u2c = upstream_to_client(ur, cw, &ctx.scope, &refusals, ctx.expires_at, &mut ctx.close_now);
+    let u2c = upstream_to_client(ur, cw, &ctx.scope, &refusals);
+    // Expiry and drain are raced against both directions, so they fire
+    // whatever either side is blocked on (a client that stops reading, an
+    // upstream that stops reading): the blocked write is dropped with it.
+    let expiry = async {
+        match ctx.expires_at {
+            Some(t) => tokio::time::sleep_until(t).await,
+            None => std::future::pending().await,
+        }
+    };
+    let draining = async {
+        // A closed channel (the proxy stopping anyway) never ends the session.
+        if ctx.close_now.wait_for(|v| *v).await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
     tokio::select! {
         end = c2u => end,
         end = u2c => end,
+        () = expiry => End::Fatal(
+            ClientError::fatal(SqlState::InvalidPassword, "terminating connection because the token has expired")
+                .with_hint("reconnect with a fresh token"),
+        ),
+        () = draining => End::Fatal(ClientError::fatal(
+            SqlState::AdminShutdown,
+            "terminating connection because pg-tenant-proxy is shutting down",
+        )),
     }
 }
 
@@ -312,14 +338,13 @@ where
             buf.reserve(READ_CHUNK);
         }
         match cr.read_buf(&mut buf).await {
-            Ok(0) => {
-                // Vanished without Terminate: end the upstream session cleanly.
-                let _ = uw.write_all(&[b'X', 0, 0, 0, 4]).await;
-                let _ = uw.shutdown().await;
-                return End::ClientClosed;
-            }
+            // Gone without Terminate; the caller cancels what it left running.
+            Ok(0) => return End::ClientVanished,
             Ok(_) => {}
-            Err(e) => return End::Io(format!("client read: {e}")),
+            Err(e) => {
+                tracing::debug!(error = %e, "client read failed");
+                return End::ClientVanished;
+            }
         }
         let mut terminate = false;
         batch.start();
@@ -472,15 +497,7 @@ fn parse_message(name: &[u8], sql: &str, tail: &[u8]) -> Bytes {
 
 /// Upstream → client: frames pass as they are, except NotificationResponse
 /// (channel unscoped) and the ErrorResponse of a refusal marker (replaced).
-/// Also ends the session at token expiry and at the end of a drain.
-async fn upstream_to_client<R, W>(
-    ur: &mut R,
-    cw: &mut W,
-    scope: &TenantScope,
-    refusals: &Refusals,
-    expires_at: Option<Instant>,
-    close_now: &mut watch::Receiver<bool>,
-) -> End
+async fn upstream_to_client<R, W>(ur: &mut R, cw: &mut W, scope: &TenantScope, refusals: &Refusals) -> End
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
@@ -489,42 +506,18 @@ where
     let mut skip = 0usize;
     let mut last_tag = 0u8;
     let mut batch = Batch::default();
-    let expiry = async {
-        match expires_at {
-            Some(t) => tokio::time::sleep_until(t).await,
-            None => std::future::pending().await,
-        }
-    };
-    tokio::pin!(expiry);
-    // Built once, not per read: a fresh `wait_for` each iteration registers
-    // and deregisters a waiter on the watch channel that every session
-    // shares, two locked operations per upstream read.
-    let closing = close_now.wait_for(|v| *v);
-    tokio::pin!(closing);
-    // The drain signal's sender is gone (proxy stopping anyway): stop polling it.
-    let mut closing_done = false;
     loop {
         if buf.capacity() - buf.len() < READ_CHUNK / 2 {
             buf.reserve(READ_CHUNK);
         }
-        tokio::select! {
-            biased;
-            r = ur.read_buf(&mut buf) => match r {
-                Ok(0) => return End::UpstreamClosed { told_client: last_tag == b'E' },
-                Ok(_) => {}
-                Err(e) => return End::Io(format!("upstream read: {e}")),
-            },
-            () = &mut expiry => {
-                return End::Fatal(ClientError::fatal(SqlState::InvalidPassword, "terminating connection because the token has expired")
-                    .with_hint("reconnect with a fresh token"));
-            }
-            r = &mut closing, if !closing_done => {
-                if r.is_ok() {
-                    return End::Fatal(ClientError::fatal(SqlState::AdminShutdown, "terminating connection because pg-tenant-proxy is shutting down"));
+        match ur.read_buf(&mut buf).await {
+            Ok(0) => {
+                return End::UpstreamClosed {
+                    told_client: last_tag == b'E',
                 }
-                closing_done = true;
-                continue;
             }
+            Ok(_) => {}
+            Err(e) => return End::Io(format!("upstream read: {e}")),
         }
         batch.start();
         loop {

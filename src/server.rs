@@ -154,7 +154,7 @@ pub async fn run(
                 }
             },
         };
-        let _ = tcp.set_nodelay(true);
+        let _ = crate::stream::tune_tcp(&tcp);
         next_id += 1;
         let span = tracing::info_span!("conn", id = next_id, %peer, org = tracing::field::Empty);
         match permits.clone().try_acquire_owned() {

@@ -132,8 +132,12 @@ pub async fn run(tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
     let (mut cr, mut cw) = tokio::io::split(stream);
     let (mut ur, mut uw) = tokio::io::split(upstream.stream);
     let end = relay::run(&mut cr, &mut cw, &mut ur, &mut uw, &mut ctx).await;
+    // Work the client can no longer receive is cancelled, so the backend does
+    // not run it to the end (a clean Terminate or a closed upstream leaves
+    // nothing running).
+    let abandoned = matches!(end, End::ClientVanished | End::Fatal(_) | End::Io(_));
     let fatal = match end {
-        End::ClientClosed => None,
+        End::ClientClosed | End::ClientVanished => None,
         End::UpstreamClosed { told_client: true } => None,
         End::UpstreamClosed { told_client: false } => Some(ClientError::fatal(
             SqlState::ConnectionFailure,
@@ -145,18 +149,38 @@ pub async fn run(tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
             None
         }
     };
+    if abandoned {
+        if let Some((upid, usecret)) = upstream.key {
+            if let Err(e) = shared.connector.cancel(upid, usecret).await {
+                debug!(error = %e, "could not cancel the work of an ended session");
+            }
+        }
+    }
+    // The client may not be reading: every write to it is bounded.
     if let Some(e) = fatal {
         info!(code = e.code.code(), reason = %e.message, "session closed by the proxy");
         let mut out = BytesMut::new();
         backend::error_response(&mut out, &e);
-        let _ = cw.write_all(&out).await;
-        let _ = cw.flush().await;
+        let _ = tokio::time::timeout(CLOSE_WRITE_TIMEOUT, async {
+            cw.write_all(&out).await?;
+            cw.flush().await
+        })
+        .await;
     }
-    let _ = cw.shutdown().await;
-    let _ = uw.shutdown().await;
+    let _ = tokio::time::timeout(CLOSE_WRITE_TIMEOUT, cw.shutdown()).await;
+    let _ = tokio::time::timeout(CLOSE_WRITE_TIMEOUT, async {
+        uw.write_all(&[b'X', 0, 0, 0, 4]).await?;
+        uw.shutdown().await
+    })
+    .await;
     info!("session ended");
     drop(registration);
 }
+
+/// Longest wait for the last writes of a session (its FATAL error, TLS
+/// close_notify, the upstream Terminate): a peer that does not read cannot
+/// hold the session open.
+const CLOSE_WRITE_TIMEOUT: Duration = Duration::from_secs(2);
 
 async fn forward_cancel(peer: SocketAddr, pid: i32, secret: &[u8], shared: &Shared) {
     if !shared.cancel.allow(peer.ip()) {

@@ -4,6 +4,7 @@
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpStream, UnixStream};
@@ -19,6 +20,31 @@ pub enum Stream {
     ServerTls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
     /// TLS, the proxy being the client (upstream side).
     ClientTls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
+/// Idle time before the first keepalive probe on either leg.
+pub const KEEPALIVE_IDLE: Duration = Duration::from_secs(60);
+/// Time between keepalive probes.
+pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
+/// Unanswered probes before the connection is dropped.
+pub const KEEPALIVE_PROBES: u32 = 6;
+/// How long sent data may stay unacknowledged before the kernel drops the
+/// connection (`TCP_USER_TIMEOUT`): a peer whose network vanished cannot
+/// hold a session open.
+pub const USER_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Sets the options every TCP leg gets, client or upstream: no Nagle delay,
+/// keepalive probes, and a bound on unacknowledged data. A peer that is gone
+/// without a FIN (host down, network cut) is found within about two minutes.
+pub fn tune_tcp(tcp: &TcpStream) -> io::Result<()> {
+    tcp.set_nodelay(true)?;
+    let sock = socket2::SockRef::from(tcp);
+    let keepalive = socket2::TcpKeepalive::new()
+        .with_time(KEEPALIVE_IDLE)
+        .with_interval(KEEPALIVE_INTERVAL)
+        .with_retries(KEEPALIVE_PROBES);
+    sock.set_tcp_keepalive(&keepalive)?;
+    sock.set_tcp_user_timeout(Some(USER_TIMEOUT))
 }
 
 impl Stream {

@@ -146,7 +146,7 @@ impl Connector {
                 let mut tcp = TcpStream::connect((host.as_str(), *port))
                     .await
                     .map_err(io_err("connect"))?;
-                tcp.set_nodelay(true).map_err(io_err("set TCP_NODELAY"))?;
+                crate::stream::tune_tcp(&tcp).map_err(io_err("set TCP options"))?;
                 let Some(tls) = &self.tls else {
                     return Ok(Stream::Tcp(tcp));
                 };
