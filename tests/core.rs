@@ -721,3 +721,50 @@ async fn shared_runtime_serves_sessions_too() {
     let err = a.batch_execute("SET ROLE tenant_owner").await.unwrap_err();
     assert_eq!(sqlstate(&err), "42501");
 }
+
+#[tokio::test]
+async fn pg_notify_with_bind_parameters_is_scoped_like_notify() {
+    // postgres.js's sql.notify(channel, payload) sends `select pg_notify($1, $2)`.
+    let p = Proxy::start(&[]).await;
+    let (a1, mut a1_rx) = connect_with_notifications(&p, ORG_A, USER_A).await;
+    let (a2, _a2_rx) = connect_with_notifications(&p, ORG_A, USER_A).await;
+    let (b, mut b_rx) = connect_with_notifications(&p, ORG_B, USER_B).await;
+    a1.batch_execute("LISTEN jobs").await.unwrap();
+    b.batch_execute("LISTEN jobs").await.unwrap();
+    let stmt = a2.prepare("select pg_notify($1, $2)").await.unwrap();
+    a2.execute(&stmt, &[&"jobs", &"from-a2"]).await.unwrap();
+    a2.batch_execute("SELECT pg_notify('jobs', 'simple-' || 'a2')")
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    for _ in 0..2 {
+        let n = tokio::time::timeout(Duration::from_secs(5), a1_rx.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(n.channel(), "jobs");
+        got.push(n.payload().to_owned());
+    }
+    got.sort();
+    assert_eq!(got, vec!["from-a2", "simple-a2"]);
+    // B's listener on the same client name hears nothing; a forged upstream
+    // name (B's prefix spelled out by A) is itself scoped to A.
+    let b_prefix = {
+        use base64::Engine as _;
+        let id = uuid::Uuid::parse_str(ORG_B).unwrap();
+        format!(
+            "{}:",
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(id.as_bytes())
+        )
+    };
+    a2.execute(&stmt, &[&format!("{b_prefix}jobs"), &"forged"])
+        .await
+        .unwrap();
+    b.batch_execute("SELECT 1").await.unwrap();
+    assert!(
+        tokio::time::timeout(Duration::from_millis(500), b_rx.recv())
+            .await
+            .is_err(),
+        "tenant B heard tenant A"
+    );
+}

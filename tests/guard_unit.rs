@@ -183,6 +183,39 @@ fn rewritten_text_keeps_other_statements_byte_identical() {
 }
 
 #[test]
+fn pg_notify_channel_argument_gets_the_tenant_prefix() {
+    let g = guard_with(GuardConfig::default());
+    let s = scope();
+    let prefix = s.scoped_channel("");
+    let cases = [
+        (
+            "select pg_notify($1, $2)".to_owned(),
+            format!("select pg_notify(('{prefix}' || ($1\n)), $2)"),
+        ),
+        (
+            "INSERT INTO t VALUES (1) RETURNING pg_catalog.pg_notify('jobs' -- c\n, 'x'); LISTEN jobs".to_owned(),
+            format!(
+                "INSERT INTO t VALUES (1) RETURNING pg_catalog.pg_notify(('{prefix}' || ('jobs'\n)) -- c\n, 'x'); LISTEN \"{prefix}jobs\""
+            ),
+        ),
+        (
+            "SELECT \"pg_notify\"(f(a, b[1]), 'p'), PG_NOTIFY(x, y) FROM u".to_owned(),
+            format!("SELECT \"pg_notify\"(('{prefix}' || (f(a, b[1])\n)), 'p'), PG_NOTIFY(('{prefix}' || (x\n)), y) FROM u"),
+        ),
+    ];
+    for (sql, want) in cases {
+        match g.check_query(sql.as_bytes(), &s) {
+            Verdict::Rewrite(out) => assert_eq!(out, want),
+            other => panic!("{sql}: {other:?}"),
+        }
+    }
+    // A spelling the scanner and the parser would count differently is refused.
+    for sql in ["SELECT U&\"pg_notify\"('a', 'b')", "SELECT \"PG_NOTIFY\"('a', 'b')"] {
+        assert!(matches!(g.check_query(sql.as_bytes(), &s), Verdict::Deny(_)), "{sql}");
+    }
+}
+
+#[test]
 fn channel_at_limit_accepted_and_one_byte_over_refused() {
     let g = guard_with(GuardConfig::default());
     let s = scope();

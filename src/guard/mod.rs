@@ -136,8 +136,9 @@ impl TenantScope {
 /// Outcome of the tenant-independent part of a check.
 enum Checked {
     Verdict(Cached),
-    /// Allowed, but top-level LISTEN/NOTIFY/UNLISTEN statements need scoping.
-    NeedsRewrite(pg_query::protobuf::ParseResult),
+    /// Allowed, but top-level LISTEN/NOTIFY/UNLISTEN statements, and this
+    /// many `pg_notify()` calls, need scoping.
+    NeedsRewrite(pg_query::protobuf::ParseResult, usize),
 }
 
 impl Guard {
@@ -208,7 +209,7 @@ impl Guard {
                 }
                 to_verdict(v)
             }
-            Checked::NeedsRewrite(parsed) => match rewrite(text, &parsed, scope) {
+            Checked::NeedsRewrite(parsed, calls) => match rewrite(text, &parsed, calls, scope) {
                 Ok(new_sql) => Verdict::Rewrite(new_sql),
                 Err(e) => Verdict::Deny(e),
             },
@@ -239,19 +240,21 @@ impl Guard {
             Err(e) => return Checked::Verdict(Cached::Deny(parse_refusal(e))),
         };
         let mut rewrite_needed = false;
+        let mut calls = 0usize;
         for tree in &trees {
             if let Err(e) = self.policy.check(tree) {
                 return Checked::Verdict(Cached::Deny(e));
             }
             rewrite_needed |= notify::needs_rewrite(tree);
+            calls += notify::pg_notify_calls(tree);
         }
-        if !rewrite_needed {
+        if !rewrite_needed && calls == 0 {
             return Checked::Verdict(Cached::Allow);
         }
-        // Rare (LISTEN/NOTIFY): the rewrite needs statement spans and values,
-        // which the protobuf tree carries.
+        // Rare (LISTEN/NOTIFY/pg_notify): the rewrite needs statement spans
+        // and values, which the protobuf tree carries.
         match parse::parse(text) {
-            Ok(parsed) => Checked::NeedsRewrite(parsed),
+            Ok(parsed) => Checked::NeedsRewrite(parsed, calls),
             Err(e) => Checked::Verdict(Cached::Deny(parse_refusal(e))),
         }
     }
@@ -282,10 +285,17 @@ fn to_verdict(c: Cached) -> Verdict {
 }
 
 /// Replaces the span of each top-level LISTEN/NOTIFY/UNLISTEN with its
-/// tenant-scoped form; every other byte of the message is kept.
-fn rewrite(text: &str, parsed: &pg_query::protobuf::ParseResult, scope: &TenantScope) -> Result<String, ClientError> {
-    let mut out = String::with_capacity(text.len() + 64);
-    let mut copied = 0usize;
+/// tenant-scoped form, and the channel argument of each of the `calls`
+/// `pg_notify()` calls with the prefixed one; every other byte of the message
+/// is kept. The result is parsed again and every `pg_notify()` call in it
+/// must begin its channel with the prefix, or the message is refused.
+fn rewrite(
+    text: &str,
+    parsed: &pg_query::protobuf::ParseResult,
+    calls: usize,
+    scope: &TenantScope,
+) -> Result<String, ClientError> {
+    let mut edits: Vec<(usize, usize, String)> = Vec::with_capacity(parsed.stmts.len() + calls);
     for raw in &parsed.stmts {
         let Some(node) = raw.stmt.as_ref().and_then(|n| n.node.as_ref()) else {
             return Err(refusal::internal());
@@ -301,16 +311,32 @@ fn rewrite(text: &str, parsed: &pg_query::protobuf::ParseResult, scope: &TenantS
             let len = usize::try_from(raw.stmt_len).map_err(|_| refusal::internal())?;
             start.checked_add(len).ok_or_else(refusal::internal)?
         };
-        if start < copied || end > text.len() {
+        edits.push((start, end, replacement));
+    }
+    if calls > 0 {
+        let scoped = notify::scope_pg_notify_calls(text, &scope.prefix)?;
+        if scoped.len() != calls {
             return Err(refusal::internal());
         }
-        let before = text.get(copied..start).ok_or_else(refusal::internal)?;
+        edits.extend(scoped);
+    }
+    edits.sort_by_key(|e| e.0);
+    let mut out = String::with_capacity(text.len() + 64);
+    let mut copied = 0usize;
+    for (start, end, replacement) in &edits {
+        if *start < copied || *end > text.len() {
+            return Err(refusal::internal());
+        }
+        let before = text.get(copied..*start).ok_or_else(refusal::internal)?;
         out.push_str(before);
-        out.push_str(&replacement);
-        copied = end;
+        out.push_str(replacement);
+        copied = *end;
     }
     let rest = text.get(copied..).ok_or_else(refusal::internal)?;
     out.push_str(rest);
+    if calls > 0 && !notify::all_pg_notify_scoped(&out, &scope.prefix, calls, parsed.stmts.len()) {
+        return Err(refusal::internal());
+    }
     Ok(out)
 }
 
@@ -338,7 +364,7 @@ pub mod probe {
     /// The full decision for `text` (the walk, never the prefilter).
     pub fn walk(guard: &Guard, text: &str) -> Walk {
         match guard.walk_text(text) {
-            Checked::NeedsRewrite(_) => Walk::Rewrite,
+            Checked::NeedsRewrite(..) => Walk::Rewrite,
             Checked::Verdict(super::cache::Cached::Allow) => Walk::Allow,
             Checked::Verdict(super::cache::Cached::Deny(e)) if e.code == crate::error::SqlState::SyntaxError => {
                 Walk::Unparsable

@@ -167,8 +167,8 @@ pub(crate) fn explain() -> Refusal {
 }
 
 pub(crate) fn pg_notify() -> Refusal {
-    denied("pg_notify() is not available through the proxy".into())
-        .with_hint("Use the NOTIFY statement: the proxy scopes its channel to your tenant.")
+    denied("pg_notify() is available through the proxy only as a direct call with two arguments in a query or DML statement".into())
+        .with_hint("Call pg_notify(channel, payload) from SELECT, INSERT, UPDATE or DELETE, or use NOTIFY: the proxy scopes the channel to your tenant.")
 }
 
 pub(crate) fn dynamic_sql(name: &str) -> Refusal {

@@ -170,7 +170,7 @@ fn prefilter_agrees_with_walk(g: &Guard, text: &str) -> Option<Passed> {
         Checked::Verdict(Cached::Deny(e)) => {
             panic!("prefilter passed {text:?}, walk refused: {}", e.message)
         }
-        Checked::NeedsRewrite(_) => panic!("prefilter passed {text:?}, walk rewrites it"),
+        Checked::NeedsRewrite(..) => panic!("prefilter passed {text:?}, walk rewrites it"),
     }
     Some(if lexical {
         Passed::WithoutParse { unparsable }

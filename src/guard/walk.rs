@@ -7,6 +7,7 @@
 //! or field can be skipped; rules are keyed by node type name.
 
 use super::functions;
+use super::notify;
 use super::refusal::{self, Refusal};
 use super::settings::{SetRequest, Settings};
 use super::tree::{Kind, Tree};
@@ -135,6 +136,10 @@ impl Policy {
         let Some(name) = tree.list(i, "funcname").last().and_then(|n| tree.string_node(n)) else {
             return Err(refusal::internal());
         };
+        if name.eq_ignore_ascii_case(notify::PG_NOTIFY) {
+            // Scoped like NOTIFY by the caller's rewrite; only shapes it can scope.
+            return notify::check_pg_notify_call(tree, i);
+        }
         functions::check_call(name)?;
         if name.eq_ignore_ascii_case("set_config") {
             return self.check_set_config(tree, i);
@@ -258,6 +263,10 @@ fn check_string(tree: &Tree, i: usize) -> Result<(), Refusal> {
     let Some(name) = tree.str_at(i) else {
         return Ok(());
     };
+    if name.eq_ignore_ascii_case(notify::PG_NOTIFY) && is_called_function_name(tree, i) {
+        // Checked with its call (`check_func_call`).
+        return Ok(());
+    }
     functions::check_identifier(name)?;
     if name.eq_ignore_ascii_case("set_config") && !is_called_function_name(tree, i) {
         // A reference that is not a direct call (operator, cast, trigger or

@@ -251,10 +251,24 @@ SELECT pg_try_advisory_lock(1, 2)
 SELECT pg_advisory_xact_lock(42)
 -- @case advisory_lock_shared_qualified [class 7]
 SELECT pg_catalog.pg_advisory_lock_shared(7)
--- @case pg_notify_function [class 7]
-SELECT pg_notify('jobs', 'payload')
--- @case pg_notify_qualified [class 7]
-SELECT pg_catalog.pg_notify('ASNFZ4mrze8BI0VniavN7w:jobs', 'spoof')
+-- @case pg_notify_in_view [class 7]
+CREATE VIEW notify_later AS SELECT pg_notify('jobs', 'payload')
+-- @case pg_notify_in_rule [class 7]
+CREATE RULE r AS ON INSERT TO projects DO ALSO SELECT pg_notify('jobs', 'x')
+-- @case pg_notify_in_policy [class 7]
+CREATE POLICY p ON projects USING (pg_notify('jobs', 'x') IS NULL)
+-- @case pg_notify_in_default [class 7]
+ALTER TABLE projects ALTER COLUMN name SET DEFAULT pg_notify('jobs', 'x')
+-- @case pg_notify_variadic [class 7]
+SELECT pg_notify(VARIADIC ARRAY['jobs', 'x'])
+-- @case pg_notify_named_arguments [class 7]
+SELECT pg_notify(channel => 'jobs', payload => 'x')
+-- @case pg_notify_one_argument [class 7]
+SELECT pg_notify('jobs')
+-- @case pg_notify_as_window [class 7]
+SELECT pg_notify('jobs', 'x') OVER ()
+-- @case pg_notify_as_aggregate_transition [class 7]
+CREATE AGGREGATE agg_notify(text, text) (SFUNC = pg_notify, STYPE = text)
 -- @case notify_inside_rule [class 7]
 CREATE RULE r2 AS ON INSERT TO projects DO ALSO NOTIFY jobs
 -- @case listen_channel_too_long [class 7]

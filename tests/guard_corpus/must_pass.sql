@@ -349,3 +349,12 @@ BEGIN; LOCK TABLE projects IN ACCESS SHARE MODE; LOCK TABLE projects IN ROW SHAR
 2d2d206c6973742070726f6a656374730d0a53454c4543542069642c0d0a202020202020206e616d65202d2d20746865206e616d650d0a202046524f4d2070726f6a656374730d0a
 -- @case cr_comment_then_notify_is_scoped [rewrite] [hex]
 2d2d20780d2f2a0a53454c454354202a2f204e4f54494659206a6f62732c20277827
+-- @case pg_notify_function [rewrite]
+SELECT pg_notify('jobs', 'payload')
+-- @case pg_notify_qualified_forged_prefix [rewrite]
+SELECT pg_catalog.pg_notify('ASNFZ4mrze8BI0VniavN7w:jobs', 'spoof')
+-- @case pg_notify_parameters_postgres_js [rewrite]
+select pg_notify($1, $2)
+-- @case pg_notify_expression_ending_in_comment [rewrite]
+SELECT pg_notify('jo' || 'bs' -- channel
+, 'x'), pg_notify((SELECT 'a'), ARRAY['x', 'y']::text)
