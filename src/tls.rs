@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::WebPkiServerVerifier;
+use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme};
 
@@ -21,7 +22,7 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 
 fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
     let pem = std::fs::read(path).map_err(|e| format!("cannot read certificate {}: {e}", path.display()))?;
-    let certs: Vec<_> = rustls_pemfile::certs(&mut &pem[..])
+    let certs: Vec<_> = CertificateDer::pem_slice_iter(&pem)
         .collect::<Result<_, _>>()
         .map_err(|e| format!("certificate file {} is not valid PEM: {e}", path.display()))?;
     if certs.is_empty() {
@@ -34,9 +35,12 @@ fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
 pub fn server_config(files: &TlsFiles) -> Result<Arc<ServerConfig>, String> {
     let certs = read_certs(&files.cert)?;
     let pem = std::fs::read(&files.key).map_err(|e| format!("cannot read TLS key {}: {e}", files.key.display()))?;
-    let key: PrivateKeyDer<'static> = rustls_pemfile::private_key(&mut &pem[..])
-        .map_err(|e| format!("TLS key {} is not valid PEM: {e}", files.key.display()))?
-        .ok_or_else(|| format!("TLS key file {} holds no private key", files.key.display()))?;
+    let key = PrivateKeyDer::from_pem_slice(&pem).map_err(|e| match e {
+        rustls::pki_types::pem::Error::NoItemsFound => {
+            format!("TLS key file {} holds no private key", files.key.display())
+        }
+        e => format!("TLS key {} is not valid PEM: {e}", files.key.display()),
+    })?;
     let mut cfg = ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| format!("TLS setup: {e}"))?
