@@ -168,21 +168,21 @@ impl UpstreamConfig {
     }
 }
 
+/// Decodes a URL component. `percent-encoding` passes a malformed `%`
+/// sequence through unchanged; a URL with one is refused instead, since a
+/// password or role name must never be silently altered.
 fn percent_decode(s: &str) -> Option<String> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' {
-            let hex = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
+    let malformed = s.match_indices('%').any(|(at, _)| {
+        !s.get(at + 1..at + 3)
+            .is_some_and(|h| h.bytes().all(|c| c.is_ascii_hexdigit()))
+    });
+    if malformed {
+        return None;
     }
-    String::from_utf8(out).ok()
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8()
+        .ok()
+        .map(|c| c.into_owned())
 }
 
 /// Where token verification keys come from (exactly one).
@@ -690,6 +690,25 @@ mod tests {
         );
         let u = UpstreamConfig::from_url("postgresql://r@%2Ftmp%2Fpg/app").unwrap();
         assert_eq!(u.addr, UpstreamAddr::Unix(PathBuf::from("/tmp/pg/.s.PGSQL.5432")));
+    }
+
+    #[test]
+    fn percent_encoded_parts_are_decoded_and_malformed_ones_refused() {
+        let u = UpstreamConfig::from_url("postgresql://proxy%5Flogin:p%40ss%2Fw%E2%82%AC@db/app%20x").unwrap();
+        assert_eq!(u.user, "proxy_login");
+        assert_eq!(u.password.as_deref(), Some("p@ss/w€"));
+        assert_eq!(u.database, "app x");
+        for bad in [
+            "postgresql://r:p%zz@db/app",
+            "postgresql://r:p%4@db/app",
+            "postgresql://r:p%ff@db/app",
+        ] {
+            assert_eq!(
+                UpstreamConfig::from_url(bad).unwrap_err(),
+                "upstream URL has bad percent-encoding",
+                "{bad}"
+            );
+        }
     }
 
     #[test]
