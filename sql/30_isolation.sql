@@ -36,6 +36,8 @@ BEGIN
 END
 $do$;
 
-REVOKE DELETE ON public.organizations FROM tenant_app;
+-- No DELETE on organizations, recorded so that enable_isolation() keeps it
+-- that way when called again (and tenant.audit() reports a DELETE granted back).
+SELECT tenant.set_tenant_privileges('public.organizations', '{SELECT,INSERT,UPDATE}');
 
 COMMIT;

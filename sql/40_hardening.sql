@@ -57,7 +57,12 @@ BEGIN
       'pg_catalog.pg_stat_get_backend_wait_event(integer)',
       'pg_catalog.pg_stat_get_backend_client_addr(integer)',
       'pg_catalog.pg_stat_get_backend_client_port(integer)',
-      'pg_catalog.pg_lock_status()']::regprocedure[]
+      'pg_catalog.pg_lock_status()',
+      -- Which backends block which: process ids and lock waits of other
+      -- tenants' sessions (the isolation tester's helper included).
+      'pg_catalog.pg_blocking_pids(integer)',
+      'pg_catalog.pg_safe_snapshot_blocking_pids(integer)',
+      'pg_catalog.pg_isolation_test_session_is_blocked(integer, integer[])']::regprocedure[]
   LOOP
     EXECUTE format('REVOKE EXECUTE ON FUNCTION %s FROM PUBLIC', fn);
     EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO pg_read_all_stats', fn);
@@ -157,5 +162,50 @@ $do$;
 --    the files can be applied as the owner role.
 REVOKE USAGE ON LANGUAGE plpgsql FROM PUBLIC;
 GRANT  USAGE ON LANGUAGE plpgsql TO tenant_owner;
+
+-- 8. Contrib extensions whose functions run SQL given as text, or show other
+--    backends, when they are installed in this database:
+--      tablefunc  crosstab(), crosstab2/3/4(), connectby()   run SQL text
+--      xml2       xpath_table()                              runs SQL text
+--      dblink     dblink*()        run SQL text, on this server or another
+--      pgrowlocks pgrowlocks()     shows which backends hold row locks
+--    Inside such a string, SELECT set_config('app.current_organization_id',
+--    ...) would move the session to another tenant out of the guard's sight.
+--    EXECUTE is revoked from PUBLIC, from tenant_app and from each of its
+--    members; grant a function back to a specific non-tenant role if needed.
+--    An extension installed (or updated) after this file ran brings its
+--    functions with the default EXECUTE for PUBLIC: re-apply this file after
+--    every CREATE EXTENSION / ALTER EXTENSION ... UPDATE (it is idempotent);
+--    tenant.audit() reports any such function a tenant role can execute.
+DO $do$
+DECLARE
+  fn   regprocedure;
+  role text;
+BEGIN
+  FOR fn IN
+    SELECT p.oid::regprocedure
+      FROM pg_catalog.pg_proc p
+      JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_proc'::regclass AND d.objid = p.oid
+                                 AND d.refclassid = 'pg_catalog.pg_extension'::regclass AND d.deptype = 'e'
+      JOIN pg_catalog.pg_extension e ON e.oid = d.refobjid
+     WHERE (e.extname = 'tablefunc'  AND p.proname IN ('crosstab', 'crosstab2', 'crosstab3', 'crosstab4', 'connectby'))
+        OR (e.extname = 'xml2'       AND p.proname = 'xpath_table')
+        OR (e.extname = 'dblink'     AND p.proname LIKE 'dblink%')
+        OR (e.extname = 'pgrowlocks' AND p.proname = 'pgrowlocks')
+     ORDER BY 1
+  LOOP
+    EXECUTE format('REVOKE EXECUTE ON FUNCTION %s FROM PUBLIC', fn);
+    FOR role IN
+      WITH RECURSIVE tenant_roles(oid) AS (
+          SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname = 'tenant_app'
+        UNION
+          SELECT m.member FROM pg_catalog.pg_auth_members m JOIN tenant_roles t ON m.roleid = t.oid)
+      SELECT r.rolname FROM tenant_roles t JOIN pg_catalog.pg_roles r ON r.oid = t.oid ORDER BY 1
+    LOOP
+      EXECUTE format('REVOKE EXECUTE ON FUNCTION %s FROM %I', fn, role);
+    END LOOP;
+  END LOOP;
+END
+$do$;
 
 COMMIT;
