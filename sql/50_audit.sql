@@ -5,8 +5,8 @@
 -- One row per problem: severity ('critical' = tenant data can leak or be
 -- written across tenants; 'warning' = weakened defence or broken setup),
 -- check, object and detail. A database built only from sql/ returns no rows;
--- run it after every migration (tests/isolation/admin_audit.sql proves each
--- check fires).
+-- run it after every migration (tests/isolation/admin_audit.sql,
+-- admin_audit_schema.sql and admin_extensions.sql prove each check fires).
 --
 -- "Tenant tables" are the tables registered by tenant.enable_isolation()
 -- (tenant.isolated_tables). "Tenant roles" are tenant_app and every role that
