@@ -258,3 +258,23 @@ async fn client_strings_cannot_forge_log_lines() {
          pg_tenant_proxy::session: session started client_user=\\\"admin\\\"\""
     );
 }
+
+#[test]
+fn the_token_command_refuses_an_absurd_ttl_without_panicking() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("secret");
+    std::fs::write(&secret, SECRET).unwrap();
+    let out = std::process::Command::new(bin())
+        .arg("token")
+        .arg("--jwt-secret-file")
+        .arg(&secret)
+        .args(["--org", ORG_A, "--ttl", &u64::MAX.to_string()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "pg-tenant-proxy token: --ttl 18446744073709551615 exceeds the 315360000 seconds (10 years) the proxy accepts\n"
+    );
+    assert!(out.stdout.is_empty());
+}
