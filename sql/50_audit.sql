@@ -255,7 +255,7 @@ UNION ALL
 SELECT CASE f.kind WHEN 'sql_text' THEN 'critical' ELSE 'warning' END,
        CASE f.kind WHEN 'sql_text' THEN 'sql_text_function' ELSE 'side_channel_privilege' END,
        f.fn::text,
-       format('executable by %s: %s. Fix: re-apply sql/40_hardening.sql (after every CREATE/ALTER EXTENSION)',
+       format('executable by %s: %s. Fix: re-apply sql/40_hardening.sql as a superuser',
               string_agg(r.oid::regrole::text, ', ' ORDER BY r.oid::regrole::text),
               CASE f.kind WHEN 'sql_text'
                    THEN 'it runs SQL given as text, out of the guard''s sight (set_config there moves the session to another tenant)'
@@ -266,6 +266,14 @@ SELECT CASE f.kind WHEN 'sql_text' THEN 'critical' ELSE 'warning' END,
  WHERE pg_catalog.has_function_privilege(r.oid, f.fn, 'EXECUTE')
    AND pg_catalog.has_schema_privilege(r.oid, p.pronamespace, 'USAGE')
  GROUP BY f.fn, f.kind
+-- The event trigger that revokes them when an extension is installed later.
+UNION ALL
+SELECT 'warning', 'extension_trigger', 'event trigger tenant_revoke_extension_functions',
+       CASE WHEN e.oid IS NULL THEN 'missing' ELSE 'disabled' END
+       || ': functions of an extension installed later that run SQL text stay executable by every tenant. Fix: re-apply sql/40_hardening.sql'
+  FROM (SELECT 1) one
+  LEFT JOIN pg_catalog.pg_event_trigger e ON e.evtname = 'tenant_revoke_extension_functions'
+ WHERE e.oid IS NULL OR e.evtenabled NOT IN ('O', 'A')
 $fn$;
 
 ALTER FUNCTION tenant.audit_schema() OWNER TO tenant_owner;
