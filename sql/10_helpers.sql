@@ -26,6 +26,17 @@ REVOKE ALL ON tenant.isolated_tables FROM PUBLIC;
 COMMENT ON TABLE tenant.isolated_tables IS
   'Tables put under tenant isolation by tenant.enable_isolation(); read by tenant.audit().';
 
+-- The privileges sql/ intends tenant_app to hold on each isolated table
+-- (tenant.set_tenant_privileges() narrows them, e.g. organizations has no
+-- DELETE). enable_isolation() grants exactly these, so calling it again never
+-- gives back what was taken away, and tenant.audit() reports any difference.
+-- Added with IF NOT EXISTS so databases built by an older sql/ gain it.
+ALTER TABLE tenant.isolated_tables
+  ADD COLUMN IF NOT EXISTS tenant_privileges text[] NOT NULL
+      DEFAULT '{SELECT,INSERT,UPDATE,DELETE}'
+      CONSTRAINT isolated_tables_tenant_privileges_check
+      CHECK (tenant_privileges <@ '{SELECT,INSERT,UPDATE,DELETE}');
+
 -- tenant.uuid_or_null(text): the text as uuid when it is a canonical UUID,
 -- otherwise NULL. A regular-expression test rather than a cast inside an
 -- exception block: no subtransaction per call, and garbage never raises (a
@@ -75,9 +86,15 @@ $fn$;
 -- tenant.stamp_audit_columns(): BEFORE INSERT OR UPDATE row trigger.
 -- TG_ARGV lists the audit columns the table actually has (enable_isolation()
 -- passes them), so one function serves every table.
---   INSERT: created_by_id/updated_by_id := session user when the session has
---           one (a client cannot forge authorship); a DBA bulk load without a
---           session user keeps the values it supplies.
+--   INSERT in a tenant session (app.current_organization_id or
+--           app.current_user_id holds a UUID; every proxied session has the
+--           organization): created_by_id/updated_by_id := session user, or
+--           NULL for a token without a user; created_at/updated_at := now().
+--           Whatever the client sent is overwritten: no forged authorship,
+--           no backdated rows.
+--   INSERT with neither setting (no tenant session at all: a DBA bulk load or
+--           migration): the supplied values are kept; omitted ones take the
+--           column defaults.
 --   UPDATE: created_by_id/created_at are immutable; updated_by_id := session
 --           user (or NULL), updated_at := now().
 CREATE OR REPLACE FUNCTION tenant.stamp_audit_columns()
@@ -87,16 +104,23 @@ SET search_path = pg_catalog, pg_temp
 AS $fn$
 DECLARE
   uid   uuid  := tenant.current_user_id();
+  tenant_session boolean := uid IS NOT NULL OR tenant.current_organization_id() IS NOT NULL;
   patch jsonb := '{}'::jsonb;
   old_j jsonb;
 BEGIN
   IF TG_OP = 'INSERT' THEN
-    IF uid IS NOT NULL THEN
+    IF tenant_session THEN
       IF 'created_by_id' = ANY (TG_ARGV) THEN
         patch := patch || jsonb_build_object('created_by_id', uid);
       END IF;
       IF 'updated_by_id' = ANY (TG_ARGV) THEN
         patch := patch || jsonb_build_object('updated_by_id', uid);
+      END IF;
+      IF 'created_at' = ANY (TG_ARGV) THEN
+        patch := patch || jsonb_build_object('created_at', now());
+      END IF;
+      IF 'updated_at' = ANY (TG_ARGV) THEN
+        patch := patch || jsonb_build_object('updated_at', now());
       END IF;
     END IF;
   ELSIF TG_OP = 'UPDATE' THEN
@@ -140,8 +164,10 @@ $fn$;
 --     tenant_app get none and therefore see nothing.
 --   * an index leading with the key column (created only if none exists; for
 --     a large live table create it CONCURRENTLY first, see sql/README.md).
---   * grants: tenant_app gets SELECT, INSERT, UPDATE, DELETE and never
---     TRUNCATE, REFERENCES or TRIGGER (TRUNCATE is not subject to RLS).
+--   * grants: tenant_app gets the table's intended privileges (SELECT,
+--     INSERT, UPDATE, DELETE unless tenant.set_tenant_privileges() narrowed
+--     them; recorded in tenant.isolated_tables), loses the others, and never
+--     holds TRUNCATE, REFERENCES or TRIGGER (TRUNCATE is not subject to RLS).
 --   * owner: tenant_owner (an owner can switch RLS off, so it must be a
 --     NOLOGIN role no tenant session can act as). Grant tenant_owner to your
 --     migration role if it needs to ALTER the table afterwards.
@@ -163,6 +189,7 @@ DECLARE
   col        text;
   pol        record;
   idx_name   text;
+  privs      text[];
 BEGIN
   SELECT * INTO rel FROM pg_catalog.pg_class WHERE oid = target;
   IF rel.relkind NOT IN ('r', 'p') THEN
@@ -264,8 +291,18 @@ BEGIN
     EXECUTE format('CREATE INDEX %I ON %s (%I)', idx_name, target, key_column);
   END IF;
 
-  EXECUTE format('REVOKE TRUNCATE, REFERENCES, TRIGGER ON %s FROM tenant_app', target);
-  EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE ON %s TO tenant_app', target);
+  -- Exactly the intended privileges: a second call keeps what sql/ revoked.
+  SELECT coalesce((SELECT i.tenant_privileges FROM tenant.isolated_tables i WHERE i.table_name = target),
+                  '{SELECT,INSERT,UPDATE,DELETE}')
+    INTO privs;
+  EXECUTE format('REVOKE %s ON %s FROM tenant_app',
+                 (SELECT string_agg(p, ', ') FROM unnest(ARRAY['TRUNCATE', 'REFERENCES', 'TRIGGER',
+                                                                'SELECT', 'INSERT', 'UPDATE', 'DELETE']) p
+                   WHERE p <> ALL (privs)),
+                 target);
+  IF cardinality(privs) > 0 THEN
+    EXECUTE format('GRANT %s ON %s TO tenant_app', array_to_string(privs, ', '), target);
+  END IF;
 
   INSERT INTO tenant.isolated_tables AS t (table_name, key_column, registered_name)
   VALUES (target, key_column, target::text)
@@ -275,11 +312,51 @@ BEGIN
 END
 $fn$;
 
+-- tenant.set_tenant_privileges(table, privileges): narrow what tenant_app
+-- may do on an isolated table, for good. Records the set in
+-- tenant.isolated_tables and applies it through enable_isolation(), which
+-- from then on grants exactly that set (so calling enable_isolation() again,
+-- as sql/README.md shows, never gives a revoked privilege back). A plain
+-- REVOKE would be undone by the next enable_isolation() call and is reported
+-- by tenant.audit() as missing. Privileges: any of SELECT, INSERT, UPDATE,
+-- DELETE. Example (30_isolation.sql):
+--   SELECT tenant.set_tenant_privileges('public.organizations', '{SELECT,INSERT,UPDATE}');
+CREATE OR REPLACE FUNCTION tenant.set_tenant_privileges(target regclass, privileges text[])
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+  wanted text[];
+  key    name;
+BEGIN
+  IF EXISTS (SELECT FROM unnest(privileges) p
+              WHERE p IS NULL OR upper(p) NOT IN ('SELECT', 'INSERT', 'UPDATE', 'DELETE')) THEN
+    RAISE EXCEPTION 'tenant.set_tenant_privileges: privileges must be among SELECT, INSERT, UPDATE, DELETE (got %)',
+                    privileges;
+  END IF;
+  -- Canonical order, no duplicates.
+  SELECT coalesce(array_agg(p ORDER BY array_position(ARRAY['SELECT', 'INSERT', 'UPDATE', 'DELETE'], p)), '{}')
+    INTO wanted
+    FROM (SELECT DISTINCT upper(x) AS p FROM unnest(privileges) x) s;
+  SELECT i.key_column INTO key FROM tenant.isolated_tables i WHERE i.table_name = target;
+  IF key IS NULL THEN
+    RAISE EXCEPTION 'tenant.set_tenant_privileges: % is not under isolation', target
+      USING HINT = 'Call tenant.enable_isolation() on it first.';
+  END IF;
+  UPDATE tenant.isolated_tables i SET tenant_privileges = wanted
+   WHERE i.table_name = target AND i.tenant_privileges IS DISTINCT FROM wanted;
+  PERFORM tenant.enable_isolation(target, key);
+END
+$fn$;
+
 ALTER FUNCTION tenant.uuid_or_null(text)           OWNER TO tenant_owner;
 ALTER FUNCTION tenant.current_organization_id()    OWNER TO tenant_owner;
 ALTER FUNCTION tenant.current_user_id()            OWNER TO tenant_owner;
 ALTER FUNCTION tenant.stamp_audit_columns()        OWNER TO tenant_owner;
 ALTER FUNCTION tenant.enable_isolation(regclass, name) OWNER TO tenant_owner;
+ALTER FUNCTION tenant.set_tenant_privileges(regclass, text[]) OWNER TO tenant_owner;
+REVOKE ALL ON FUNCTION tenant.set_tenant_privileges(regclass, text[]) FROM PUBLIC;
 
 -- Functions are executable by PUBLIC by default. Tenant sessions need the two
 -- helpers and uuid_or_null (policies and column defaults run them as the

@@ -11,7 +11,8 @@
 -- organizations is keyed by its own id: a tenant session sees exactly its own
 -- organization row. It may read and update that row, and INSERT only a row
 -- whose id is its own organization (self-provisioning); it may not DELETE it,
--- since removing a tenant is an operator task.
+-- since removing a tenant is an operator task. tenant.set_tenant_privileges()
+-- records that, so enable_isolation() called again never grants DELETE back.
 
 \set ON_ERROR_STOP 1
 SET client_min_messages = warning;
@@ -36,6 +37,8 @@ BEGIN
 END
 $do$;
 
-REVOKE DELETE ON public.organizations FROM tenant_app;
+-- No DELETE on organizations, recorded so that enable_isolation() keeps it
+-- that way when called again (and tenant.audit() reports a DELETE granted back).
+SELECT tenant.set_tenant_privileges('public.organizations', '{SELECT,INSERT,UPDATE}');
 
 COMMIT;

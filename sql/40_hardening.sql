@@ -57,7 +57,12 @@ BEGIN
       'pg_catalog.pg_stat_get_backend_wait_event(integer)',
       'pg_catalog.pg_stat_get_backend_client_addr(integer)',
       'pg_catalog.pg_stat_get_backend_client_port(integer)',
-      'pg_catalog.pg_lock_status()']::regprocedure[]
+      'pg_catalog.pg_lock_status()',
+      -- Which backends block which: process ids and lock waits of other
+      -- tenants' sessions (the isolation tester's helper included).
+      'pg_catalog.pg_blocking_pids(integer)',
+      'pg_catalog.pg_safe_snapshot_blocking_pids(integer)',
+      'pg_catalog.pg_isolation_test_session_is_blocked(integer, integer[])']::regprocedure[]
   LOOP
     EXECUTE format('REVOKE EXECUTE ON FUNCTION %s FROM PUBLIC', fn);
     EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO pg_read_all_stats', fn);
@@ -157,5 +162,119 @@ $do$;
 --    the files can be applied as the owner role.
 REVOKE USAGE ON LANGUAGE plpgsql FROM PUBLIC;
 GRANT  USAGE ON LANGUAGE plpgsql TO tenant_owner;
+
+-- 8. Contrib extensions whose functions run SQL given as text, or show other
+--    backends, when they are installed in this database:
+--      tablefunc  crosstab(), crosstab2/3/4(), connectby()   run SQL text
+--      xml2       xpath_table()                              runs SQL text
+--      dblink     dblink*()        run SQL text, on this server or another
+--      pgrowlocks pgrowlocks()     shows which backends hold row locks
+--    Inside such a string, SELECT set_config('app.current_organization_id',
+--    ...) would move the session to another tenant out of the guard's sight.
+--    EXECUTE is revoked from PUBLIC, from tenant_app and from each of its
+--    members; grant a function back to a specific non-tenant role if needed.
+--
+--    An extension installed (or updated) later brings its functions with the
+--    default EXECUTE for PUBLIC. The event trigger tenant_revoke_extension_functions
+--    revokes them at the end of every CREATE EXTENSION / ALTER EXTENSION run by
+--    a superuser. A non-superuser installing a trusted extension (tablefunc is
+--    one) cannot revoke on the superuser-owned functions: re-apply this file
+--    as a superuser then (it is idempotent). tenant.audit() reports any such
+--    function a tenant role can execute, and a missing or disabled trigger.
+--
+--    The trigger function belongs to the superuser applying this file, never
+--    to tenant_owner (it runs as whoever runs CREATE EXTENSION, a superuser,
+--    so its owner must not be a role a migration login may hold), and it
+--    calls no function by name (schema tenant belongs to tenant_owner, who
+--    could otherwise put a function of its own in place of a callee). So the
+--    loop is written twice, here and in the DO block below: keep them, and
+--    the audit's risky_functions list in 50_audit.sql, the same.
+CREATE OR REPLACE FUNCTION tenant.on_extension_change()
+RETURNS event_trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+  fn   regprocedure;
+  role text;
+BEGIN
+  FOR fn IN
+    SELECT p.oid::regprocedure
+      FROM pg_catalog.pg_proc p
+      JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_proc'::regclass AND d.objid = p.oid
+                                 AND d.refclassid = 'pg_catalog.pg_extension'::regclass AND d.deptype = 'e'
+      JOIN pg_catalog.pg_extension e ON e.oid = d.refobjid
+     WHERE (e.extname = 'tablefunc'  AND p.proname IN ('crosstab', 'crosstab2', 'crosstab3', 'crosstab4', 'connectby'))
+        OR (e.extname = 'xml2'       AND p.proname = 'xpath_table')
+        OR (e.extname = 'dblink'     AND p.proname LIKE 'dblink%')
+        OR (e.extname = 'pgrowlocks' AND p.proname = 'pgrowlocks')
+     ORDER BY 1
+  LOOP
+    IF NOT pg_catalog.current_setting('is_superuser')::boolean THEN
+      -- A trusted extension installed by a non-superuser: its functions
+      -- belong to the bootstrap superuser, so REVOKE would do nothing.
+      IF pg_catalog.has_function_privilege('public', fn, 'EXECUTE') THEN
+        RAISE WARNING '% runs SQL given as text or shows other backends, and every tenant can execute it', fn
+          USING HINT = 'Re-apply sql/40_hardening.sql as a superuser, then check SELECT * FROM tenant.audit().';
+      END IF;
+      CONTINUE;
+    END IF;
+    EXECUTE format('REVOKE EXECUTE ON FUNCTION %s FROM PUBLIC', fn);
+    FOR role IN
+      WITH RECURSIVE tenant_roles(oid) AS (
+          SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname = 'tenant_app'
+        UNION
+          SELECT m.member FROM pg_catalog.pg_auth_members m JOIN tenant_roles t ON m.roleid = t.oid)
+      SELECT r.rolname FROM tenant_roles t JOIN pg_catalog.pg_roles r ON r.oid = t.oid ORDER BY 1
+    LOOP
+      EXECUTE format('REVOKE EXECUTE ON FUNCTION %s FROM %I', fn, role);
+    END LOOP;
+  END LOOP;
+END
+$fn$;
+REVOKE ALL ON FUNCTION tenant.on_extension_change() FROM PUBLIC;
+
+DO $do$
+BEGIN
+  IF NOT EXISTS (SELECT FROM pg_catalog.pg_event_trigger WHERE evtname = 'tenant_revoke_extension_functions') THEN
+    CREATE EVENT TRIGGER tenant_revoke_extension_functions ON ddl_command_end
+      WHEN TAG IN ('CREATE EXTENSION', 'ALTER EXTENSION')
+      EXECUTE FUNCTION tenant.on_extension_change();
+  END IF;
+END
+$do$;
+ALTER EVENT TRIGGER tenant_revoke_extension_functions ENABLE;
+
+-- Extensions installed already.
+DO $do$
+DECLARE
+  fn   regprocedure;
+  role text;
+BEGIN
+  FOR fn IN
+    SELECT p.oid::regprocedure
+      FROM pg_catalog.pg_proc p
+      JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_proc'::regclass AND d.objid = p.oid
+                                 AND d.refclassid = 'pg_catalog.pg_extension'::regclass AND d.deptype = 'e'
+      JOIN pg_catalog.pg_extension e ON e.oid = d.refobjid
+     WHERE (e.extname = 'tablefunc'  AND p.proname IN ('crosstab', 'crosstab2', 'crosstab3', 'crosstab4', 'connectby'))
+        OR (e.extname = 'xml2'       AND p.proname = 'xpath_table')
+        OR (e.extname = 'dblink'     AND p.proname LIKE 'dblink%')
+        OR (e.extname = 'pgrowlocks' AND p.proname = 'pgrowlocks')
+     ORDER BY 1
+  LOOP
+    EXECUTE format('REVOKE EXECUTE ON FUNCTION %s FROM PUBLIC', fn);
+    FOR role IN
+      WITH RECURSIVE tenant_roles(oid) AS (
+          SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname = 'tenant_app'
+        UNION
+          SELECT m.member FROM pg_catalog.pg_auth_members m JOIN tenant_roles t ON m.roleid = t.oid)
+      SELECT r.rolname FROM tenant_roles t JOIN pg_catalog.pg_roles r ON r.oid = t.oid ORDER BY 1
+    LOOP
+      EXECUTE format('REVOKE EXECUTE ON FUNCTION %s FROM %I', fn, role);
+    END LOOP;
+  END LOOP;
+END
+$do$;
 
 COMMIT;

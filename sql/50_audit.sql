@@ -5,8 +5,8 @@
 -- One row per problem: severity ('critical' = tenant data can leak or be
 -- written across tenants; 'warning' = weakened defence or broken setup),
 -- check, object and detail. A database built only from sql/ returns no rows;
--- run it after every migration (tests/isolation/admin_audit.sql proves each
--- check fires).
+-- run it after every migration (tests/isolation/admin_audit.sql,
+-- admin_audit_schema.sql and admin_extensions.sql prove each check fires).
 --
 -- "Tenant tables" are the tables registered by tenant.enable_isolation()
 -- (tenant.isolated_tables). "Tenant roles" are tenant_app and every role that
@@ -16,6 +16,268 @@
 \set ON_ERROR_STOP 1
 SET client_min_messages = warning;
 BEGIN;
+
+-- tenant.audit_schema(): the checks on what DBAs add to the schema (keys,
+-- exclusion constraints, partitions, grants, SECURITY DEFINER functions,
+-- sequences, the audit-column trigger, contrib functions that run SQL text).
+-- tenant.audit() includes its rows; call tenant.audit(), not this.
+--
+-- "Tenant relations" are the registered tables and every partition below
+-- them: a partition's own unique index is checked by PostgreSQL for every
+-- row routed through the parent, so it is an oracle like the parent's.
+CREATE OR REPLACE FUNCTION tenant.audit_schema()
+RETURNS TABLE (severity text, check_name text, object_name text, detail text)
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+WITH RECURSIVE
+tenant_roles(oid) AS (
+    SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname = 'tenant_app'
+  UNION
+    SELECT m.member FROM pg_catalog.pg_auth_members m JOIN tenant_roles t ON m.roleid = t.oid
+),
+tenant_roles_ns(oid) AS (
+    SELECT t.oid FROM tenant_roles t JOIN pg_catalog.pg_roles r ON r.oid = t.oid WHERE NOT r.rolsuper
+),
+tables AS (
+    SELECT c.oid, c.oid::regclass::text AS name, c.relowner, c.relforcerowsecurity,
+           i.key_column, i.tenant_privileges, a.attnum AS key_attnum
+      FROM tenant.isolated_tables i
+      JOIN pg_catalog.pg_class c ON c.oid = i.table_name
+      LEFT JOIN pg_catalog.pg_attribute a
+             ON a.attrelid = c.oid AND a.attname = i.key_column AND NOT a.attisdropped
+),
+-- Registered tables and their partitions, each with its own attnum of the key.
+tenant_rels(oid, name, root, key_column, key_attnum, relforcerowsecurity, relowner) AS (
+    SELECT t.oid, t.name, t.name, t.key_column, t.key_attnum, t.relforcerowsecurity, t.relowner FROM tables t
+  UNION
+    SELECT c.oid, c.oid::regclass::text, r.root, r.key_column, a.attnum, c.relforcerowsecurity, c.relowner
+      FROM tenant_rels r
+      JOIN pg_catalog.pg_inherits h ON h.inhparent = r.oid
+      JOIN pg_catalog.pg_class c ON c.oid = h.inhrelid
+      LEFT JOIN pg_catalog.pg_attribute a
+             ON a.attrelid = c.oid AND a.attname = r.key_column AND NOT a.attisdropped
+),
+user_relations AS (
+    SELECT c.oid, c.oid::regclass::text AS name, c.relkind,
+           -- security_invoker as PostgreSQL reads it (true/on/yes/1, any case)
+           c.relkind = 'v' AND coalesce((SELECT o.option_value::boolean
+                                           FROM pg_catalog.pg_options_to_table(c.reloptions) o
+                                          WHERE o.option_name = 'security_invoker'), false) AS invoker_view
+      FROM pg_catalog.pg_class c
+      JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+     WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f')
+       AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast')
+       AND n.nspname NOT LIKE 'pg\_temp\_%' AND n.nspname NOT LIKE 'pg\_toast\_temp\_%'
+),
+-- Installed functions that run SQL given as text (critical: set_config inside
+-- the text moves the session to another tenant) or that show other backends.
+risky_functions(fn, kind) AS (
+    SELECT p.oid::regprocedure,
+           CASE WHEN p.proname = 'pgrowlocks' THEN 'lock' ELSE 'sql_text' END
+      FROM pg_catalog.pg_proc p
+      JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_proc'::regclass AND d.objid = p.oid
+                                 AND d.refclassid = 'pg_catalog.pg_extension'::regclass AND d.deptype = 'e'
+      JOIN pg_catalog.pg_extension e ON e.oid = d.refobjid
+     WHERE (e.extname = 'tablefunc'  AND p.proname IN ('crosstab', 'crosstab2', 'crosstab3', 'crosstab4', 'connectby'))
+        OR (e.extname = 'xml2'       AND p.proname = 'xpath_table')
+        OR (e.extname = 'dblink'     AND p.proname LIKE 'dblink%')
+        OR (e.extname = 'pgrowlocks' AND p.proname = 'pgrowlocks')
+  UNION ALL
+    SELECT p.oid::regprocedure, 'lock'
+      FROM pg_catalog.pg_proc p
+     WHERE p.pronamespace = 'pg_catalog'::regnamespace
+       AND p.proname IN ('pg_blocking_pids', 'pg_safe_snapshot_blocking_pids',
+                         'pg_isolation_test_session_is_blocked')
+)
+-- Unique keys whose key columns (INCLUDE columns do not count) lack the
+-- tenant column, on tenant tables and on any of their partitions.
+SELECT 'critical', 'global_unique_key', r.name || ' ' || ic.relname,
+       format('unique index %s %s: its violations reveal other tenants'' keys. Fix: make %I a key column, e.g. UNIQUE (%I, ...)%s',
+              ic.relname,
+              CASE WHEN r.key_attnum = ANY (i.indkey::int2[])
+                   THEN format('has %I only as an INCLUDE column', r.key_column)
+                   ELSE format('does not include %I', r.key_column) END
+              || CASE WHEN r.name <> r.root THEN format(' (on a partition of tenant table %s)', r.root) ELSE '' END,
+              r.key_column, r.key_column,
+              CASE WHEN r.name <> r.root THEN ', on the partitioned table itself' ELSE '' END)
+  FROM tenant_rels r
+  JOIN pg_catalog.pg_index i ON i.indrelid = r.oid AND i.indisunique
+  JOIN pg_catalog.pg_class ic ON ic.oid = i.indexrelid
+ WHERE r.key_attnum IS NULL
+    OR NOT (r.key_attnum = ANY ((i.indkey::int2[])[0:i.indnkeyatts - 1]))
+-- Exclusion constraints that do not compare the tenant column with =: a
+-- conflict with another tenant's row reveals it, and blocks the insert.
+UNION ALL
+SELECT 'critical', 'global_exclusion_constraint', r.name || ' ' || c.conname,
+       format('exclusion constraint %s does not compare %I WITH =: it conflicts with other tenants'' rows, revealing them and blocking inserts%s. Fix: add %I WITH = to it (GiST needs the btree_gist extension for =)',
+              c.conname, r.key_column,
+              CASE WHEN r.name <> r.root THEN format(' (on a partition of tenant table %s)', r.root) ELSE '' END,
+              r.key_column)
+  FROM tenant_rels r
+  JOIN pg_catalog.pg_constraint c ON c.conrelid = r.oid AND c.contype = 'x'
+ WHERE NOT EXISTS (
+        SELECT FROM generate_subscripts(c.conkey, 1) k
+          JOIN pg_catalog.pg_operator o ON o.oid = c.conexclop[k]
+         WHERE c.conkey[k] = r.key_attnum AND o.oprname = '=')
+-- Tenant tables: privileges of the tenant roles. Never TRUNCATE (ignores
+-- row level security), REFERENCES or TRIGGER; of SELECT/INSERT/UPDATE/DELETE
+-- exactly the set sql/ intends (tenant.isolated_tables.tenant_privileges),
+-- column-level grants included.
+UNION ALL
+SELECT 'critical', 'tenant_privilege', t.name,
+       format('%s held by %s%s',
+              priv, string_agg(r.oid::regrole::text, ', ' ORDER BY r.oid::regrole::text),
+              CASE WHEN priv IN ('TRUNCATE', 'REFERENCES', 'TRIGGER')
+                   THEN ' (TRUNCATE ignores row level security; REFERENCES/TRIGGER are not for tenants)'
+                   ELSE format(', but sql/ intends only %s: revoke it, or record it with tenant.set_tenant_privileges()',
+                               array_to_string(t.tenant_privileges, ', ')) END)
+  FROM tables t
+  CROSS JOIN tenant_roles_ns r
+  CROSS JOIN unnest(ARRAY['SELECT', 'INSERT', 'UPDATE', 'DELETE', 'TRUNCATE', 'REFERENCES', 'TRIGGER']) AS priv
+ WHERE priv <> ALL (t.tenant_privileges)
+   AND (pg_catalog.has_table_privilege(r.oid, t.oid, priv)
+        OR (priv IN ('SELECT', 'INSERT', 'UPDATE', 'REFERENCES')
+            AND pg_catalog.has_any_column_privilege(r.oid, t.oid, priv)))
+   AND NOT pg_catalog.pg_has_role(r.oid, t.relowner, 'USAGE') -- reported as ownership instead
+ GROUP BY t.name, t.tenant_privileges, priv
+UNION ALL
+SELECT 'warning', 'tenant_privilege', t.name,
+       format('tenant_app lacks %s, which sql/ intends: run SELECT tenant.enable_isolation(%L, %L)',
+              string_agg(priv, ', ' ORDER BY array_position(t.tenant_privileges, priv)), t.name, t.key_column)
+  FROM tables t
+  CROSS JOIN unnest(t.tenant_privileges) AS priv
+ WHERE NOT pg_catalog.has_table_privilege('tenant_app', t.oid, priv)
+ GROUP BY t.name, t.key_column, t.tenant_privileges
+-- Relations outside isolation that a tenant role can reach, by table-level
+-- or column-level privileges (views: unless security_invoker, which runs
+-- them with the tenant's rights and policies).
+UNION ALL
+SELECT 'critical', 'table_not_isolated', u.name,
+       CASE WHEN u.relkind IN ('v', 'm')
+            THEN 'a tenant role can read this view, which is not security_invoker and runs with its owner''s rights. Fix: ALTER VIEW ... SET (security_invoker = true), or revoke'
+            WHEN NOT EXISTS (SELECT FROM tenant_roles_ns r
+                              WHERE pg_catalog.has_table_privilege(r.oid, u.oid, 'SELECT, INSERT, UPDATE, DELETE, TRUNCATE'))
+            THEN format('%s hold column privileges (GRANT ... (columns)) on this table, which is not under tenant.enable_isolation(): those columns are shared by all tenants. Fix: revoke them, or put the table under isolation',
+                        (SELECT string_agg(r.oid::regrole::text, ', ' ORDER BY r.oid::regrole::text)
+                           FROM tenant_roles_ns r
+                          WHERE pg_catalog.has_any_column_privilege(r.oid, u.oid, 'SELECT, INSERT, UPDATE, REFERENCES')))
+            ELSE 'a tenant role can access this table, which is not under tenant.enable_isolation()' END
+  FROM user_relations u
+ WHERE u.oid NOT IN (SELECT oid FROM tables)
+   AND NOT u.invoker_view
+   AND EXISTS (SELECT FROM tenant_roles_ns r
+                WHERE pg_catalog.has_table_privilege(r.oid, u.oid, 'SELECT, INSERT, UPDATE, DELETE, TRUNCATE')
+                   OR pg_catalog.has_any_column_privilege(r.oid, u.oid, 'SELECT, INSERT, UPDATE, REFERENCES'))
+UNION ALL
+SELECT 'warning', 'table_not_isolated', u.name,
+       'has an organization_id column but is not under tenant.enable_isolation()'
+  FROM user_relations u
+ WHERE u.relkind IN ('r', 'p') AND u.oid NOT IN (SELECT oid FROM tables)
+   AND u.oid NOT IN (SELECT oid FROM tenant_rels)  -- partitions of a tenant table
+   AND u.oid <> 'tenant.isolated_tables'::regclass
+   AND NOT EXISTS (SELECT FROM tenant_roles_ns r
+                    WHERE pg_catalog.has_table_privilege(r.oid, u.oid, 'SELECT, INSERT, UPDATE, DELETE, TRUNCATE')
+                       OR pg_catalog.has_any_column_privilege(r.oid, u.oid, 'SELECT, INSERT, UPDATE, REFERENCES'))
+   AND EXISTS (SELECT FROM pg_catalog.pg_attribute a
+                WHERE a.attrelid = u.oid AND a.attname = 'organization_id' AND NOT a.attisdropped)
+-- SECURITY DEFINER functions a tenant role can call whose owner is not bound
+-- by row level security: the function twin of the owner-rights view.
+UNION ALL
+SELECT 'critical', 'secdef_bypasses_rls', p.oid::regprocedure::text,
+       format('SECURITY DEFINER function executable by %s runs as %s, which %s: it reads and writes every tenant''s rows. Fix: REVOKE EXECUTE ... FROM PUBLIC (and the tenant roles), or make it SECURITY INVOKER',
+              string_agg(r.oid::regrole::text, ', ' ORDER BY r.oid::regrole::text), o.rolname,
+              CASE WHEN o.rolsuper THEN 'is a superuser'
+                   WHEN o.rolbypassrls THEN 'has BYPASSRLS'
+                   ELSE 'owns a tenant table without FORCE ROW LEVEL SECURITY' END)
+  FROM pg_catalog.pg_proc p
+  JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+  JOIN pg_catalog.pg_roles o ON o.oid = p.proowner
+  CROSS JOIN tenant_roles_ns r
+ WHERE p.prosecdef
+   AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+   AND (o.rolsuper OR o.rolbypassrls
+        OR EXISTS (SELECT FROM tenant_rels t
+                    WHERE NOT t.relforcerowsecurity AND pg_catalog.pg_has_role(o.oid, t.relowner, 'USAGE')))
+   AND pg_catalog.has_function_privilege(r.oid, p.oid, 'EXECUTE')
+   AND pg_catalog.has_schema_privilege(r.oid, n.oid, 'USAGE')
+ GROUP BY p.oid, o.rolname, o.rolsuper, o.rolbypassrls
+-- Sequences: one counter for all tenants.
+UNION ALL
+SELECT 'critical', 'sequence_privilege', s.oid::regclass::text,
+       format('%s held by %s: a sequence is one counter shared by all tenants (nextval/currval/last_value reveal how many rows others created; setval makes their inserts fail). Fix: use uuid keys (DEFAULT gen_random_uuid()) and revoke',
+              string_agg(DISTINCT priv, ', '), string_agg(DISTINCT r.oid::regrole::text, ', '))
+  FROM pg_catalog.pg_class s
+  JOIN pg_catalog.pg_namespace n ON n.oid = s.relnamespace
+  CROSS JOIN tenant_roles_ns r
+  CROSS JOIN unnest(ARRAY['USAGE', 'SELECT', 'UPDATE']) AS priv
+ WHERE s.relkind = 'S'
+   AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+   AND pg_catalog.has_sequence_privilege(r.oid, s.oid, priv)
+ GROUP BY s.oid
+UNION ALL
+SELECT 'warning', 'sequence_key', t.name || '.' || quote_ident(a.attname),
+       format('%s column: its values come from one sequence shared by all tenants, so the ids a tenant gets back reveal how many rows other tenants inserted. Fix: uuid DEFAULT gen_random_uuid(), as the shipped tables do',
+              CASE WHEN a.attidentity <> '' THEN 'identity' ELSE 'serial (nextval default)' END)
+  FROM tables t
+  JOIN pg_catalog.pg_attribute a ON a.attrelid = t.oid AND a.attnum > 0 AND NOT a.attisdropped
+  LEFT JOIN pg_catalog.pg_attrdef d ON d.adrelid = t.oid AND d.adnum = a.attnum
+ WHERE a.attidentity <> ''
+    OR pg_catalog.pg_get_expr(d.adbin, d.adrelid) LIKE '%nextval(%'
+-- The audit-column trigger: present, enabled, and stamping this table's
+-- audit columns (on every partition too).
+UNION ALL
+SELECT 'warning', 'audit_trigger', r.name,
+       CASE WHEN tg.oid IS NULL
+            THEN 'no tenant_audit_columns trigger: clients can store any created_by_id/updated_by_id and backdated created_at/updated_at'
+            WHEN tg.tgenabled = 'D'
+            THEN 'the tenant_audit_columns trigger is disabled: clients can store any created_by_id/updated_by_id and backdated created_at/updated_at'
+            WHEN tg.tgenabled = 'R'
+            THEN 'the tenant_audit_columns trigger fires only in replica sessions: clients can store any created_by_id/updated_by_id and backdated created_at/updated_at'
+            ELSE 'the tenant_audit_columns trigger is not tenant.stamp_audit_columns() BEFORE INSERT OR UPDATE FOR EACH ROW on this table''s audit columns'
+       END || format('. Fix: SELECT tenant.enable_isolation(%L, %L)%s', r.root, r.key_column,
+                     CASE WHEN tg.tgenabled IN ('D', 'R') THEN format(', or ALTER TABLE %s ENABLE TRIGGER tenant_audit_columns', r.name) ELSE '' END)
+  FROM tenant_rels r
+  CROSS JOIN LATERAL (
+        SELECT array_agg(a.attname::text ORDER BY a.attname) AS cols
+          FROM pg_catalog.pg_attribute a
+         WHERE a.attrelid = r.oid AND NOT a.attisdropped
+           AND a.attname IN ('created_by_id', 'updated_by_id', 'created_at', 'updated_at')) ac
+  LEFT JOIN pg_catalog.pg_trigger tg ON tg.tgrelid = r.oid AND tg.tgname = 'tenant_audit_columns'
+ WHERE ac.cols IS NOT NULL
+   AND (tg.oid IS NULL OR tg.tgenabled NOT IN ('O', 'A')
+        OR tg.tgfoid <> 'tenant.stamp_audit_columns()'::regprocedure
+        OR tg.tgtype <> (1 | 2 | 4 | 16)  -- ROW, BEFORE, INSERT, UPDATE
+        OR encode(tg.tgargs, 'escape') <> array_to_string(ac.cols, '\000') || '\000')
+-- Installed contrib functions that run SQL text or show other backends.
+UNION ALL
+SELECT CASE f.kind WHEN 'sql_text' THEN 'critical' ELSE 'warning' END,
+       CASE f.kind WHEN 'sql_text' THEN 'sql_text_function' ELSE 'side_channel_privilege' END,
+       f.fn::text,
+       format('executable by %s: %s. Fix: re-apply sql/40_hardening.sql as a superuser',
+              string_agg(r.oid::regrole::text, ', ' ORDER BY r.oid::regrole::text),
+              CASE f.kind WHEN 'sql_text'
+                   THEN 'it runs SQL given as text, out of the guard''s sight (set_config there moves the session to another tenant)'
+                   ELSE 'it shows other sessions'' backends and locks, shared by all tenants' END)
+  FROM risky_functions f
+  JOIN pg_catalog.pg_proc p ON p.oid = f.fn
+  CROSS JOIN tenant_roles_ns r
+ WHERE pg_catalog.has_function_privilege(r.oid, f.fn, 'EXECUTE')
+   AND pg_catalog.has_schema_privilege(r.oid, p.pronamespace, 'USAGE')
+ GROUP BY f.fn, f.kind
+-- The event trigger that revokes them when an extension is installed later.
+UNION ALL
+SELECT 'warning', 'extension_trigger', 'event trigger tenant_revoke_extension_functions',
+       CASE WHEN e.oid IS NULL THEN 'missing' ELSE 'disabled' END
+       || ': functions of an extension installed later that run SQL text stay executable by every tenant. Fix: re-apply sql/40_hardening.sql'
+  FROM (SELECT 1) one
+  LEFT JOIN pg_catalog.pg_event_trigger e ON e.evtname = 'tenant_revoke_extension_functions'
+ WHERE e.oid IS NULL OR e.evtenabled NOT IN ('O', 'A')
+$fn$;
+
+ALTER FUNCTION tenant.audit_schema() OWNER TO tenant_owner;
+REVOKE ALL ON FUNCTION tenant.audit_schema() FROM PUBLIC;
 
 CREATE OR REPLACE FUNCTION tenant.audit()
 RETURNS TABLE (severity text, check_name text, object_name text, detail text)
@@ -41,14 +303,6 @@ tables AS (
       JOIN pg_catalog.pg_class c ON c.oid = i.table_name
       LEFT JOIN pg_catalog.pg_attribute a
              ON a.attrelid = c.oid AND a.attname = i.key_column AND NOT a.attisdropped
-),
-user_relations AS (
-    SELECT c.oid, c.oid::regclass::text AS name, c.relkind, c.reloptions
-      FROM pg_catalog.pg_class c
-      JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-     WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f')
-       AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast')
-       AND n.nspname NOT LIKE 'pg\_temp\_%' AND n.nspname NOT LIKE 'pg\_toast\_temp\_%'
 ),
 protected_settings(name) AS (
     VALUES ('app.current_organization_id'), ('app.current_user_id'),
@@ -109,16 +363,11 @@ SELECT 'warning', 'no_tenant_index', t.name,
         SELECT FROM pg_catalog.pg_index i
          WHERE i.indrelid = t.oid AND i.indisvalid AND i.indpred IS NULL
            AND i.indkey[0] = t.key_attnum)
--- Tenant tables: unique keys must include the key column, or constraint
--- errors reveal other tenants' values.
+-- Keys, exclusion constraints, privileges, relations outside isolation,
+-- SECURITY DEFINER functions, sequences, the audit-column trigger and
+-- functions that run SQL text: tenant.audit_schema() (above).
 UNION ALL
-SELECT 'critical', 'global_unique_key', t.name || ' ' || ic.relname,
-       format('unique index %s does not include %I: its violations reveal other tenants'' keys',
-              ic.relname, t.key_column)
-  FROM tables t
-  JOIN pg_catalog.pg_index i ON i.indrelid = t.oid AND i.indisunique
-  JOIN pg_catalog.pg_class ic ON ic.oid = i.indexrelid
- WHERE NOT (t.key_attnum = ANY (i.indkey::int2[]))
+SELECT * FROM tenant.audit_schema()
 -- Tenant tables: owner and privileges.
 UNION ALL
 SELECT CASE WHEN t.relowner IN (SELECT oid FROM tenant_roles) THEN 'critical' ELSE 'warning' END,
@@ -127,36 +376,6 @@ SELECT CASE WHEN t.relowner IN (SELECT oid FROM tenant_roles) THEN 'critical' EL
               CASE WHEN t.relowner IN (SELECT oid FROM tenant_roles)
                    THEN ': a tenant role owns it and can disable row level security' ELSE '' END)
   FROM tables t WHERE t.relowner <> 'tenant_owner'::regrole
-UNION ALL
-SELECT 'critical', 'tenant_privilege', t.name,
-       format('%s held by %s (TRUNCATE ignores row level security; REFERENCES/TRIGGER are not for tenants)',
-              priv, string_agg(r.oid::regrole::text, ', ' ORDER BY r.oid::regrole::text))
-  FROM tables t
-  CROSS JOIN tenant_roles_ns r
-  CROSS JOIN unnest(ARRAY['TRUNCATE', 'REFERENCES', 'TRIGGER']) AS priv
- WHERE pg_catalog.has_table_privilege(r.oid, t.oid, priv)
-   AND NOT pg_catalog.pg_has_role(r.oid, t.relowner, 'USAGE') -- reported as ownership instead
- GROUP BY t.name, priv
-UNION ALL
-SELECT 'critical', 'table_not_isolated', u.name,
-       CASE WHEN u.relkind IN ('v', 'm')
-            THEN 'a tenant role can read this view, which is not security_invoker and runs with its owner''s rights'
-            ELSE 'a tenant role can access this table, which is not under tenant.enable_isolation()' END
-  FROM user_relations u
- WHERE u.oid NOT IN (SELECT oid FROM tables)
-   AND NOT (u.relkind = 'v' AND coalesce(u.reloptions, '{}') && ARRAY['security_invoker=true', 'security_invoker=on'])
-   AND EXISTS (SELECT FROM tenant_roles_ns r
-                WHERE pg_catalog.has_table_privilege(r.oid, u.oid, 'SELECT, INSERT, UPDATE, DELETE'))
-UNION ALL
-SELECT 'warning', 'table_not_isolated', u.name,
-       'has an organization_id column but is not under tenant.enable_isolation()'
-  FROM user_relations u
- WHERE u.relkind IN ('r', 'p') AND u.oid NOT IN (SELECT oid FROM tables)
-   AND u.oid <> 'tenant.isolated_tables'::regclass
-   AND NOT EXISTS (SELECT FROM tenant_roles_ns r
-                    WHERE pg_catalog.has_table_privilege(r.oid, u.oid, 'SELECT, INSERT, UPDATE, DELETE'))
-   AND EXISTS (SELECT FROM pg_catalog.pg_attribute a
-                WHERE a.attrelid = u.oid AND a.attname = 'organization_id' AND NOT a.attisdropped)
 UNION ALL
 SELECT 'warning', 'registered_table_missing', i.registered_name,
        'listed in tenant.isolated_tables but no longer exists'
@@ -237,6 +456,13 @@ SELECT 'critical', 'secdef_without_search_path', p.oid::regprocedure::text,
  WHERE p.prosecdef
    AND n.nspname NOT IN ('pg_catalog', 'information_schema')
    AND NOT EXISTS (SELECT FROM unnest(p.proconfig) AS cfg WHERE cfg LIKE 'search\_path=%')
+   -- An extension's own function (dblink_connect_u) is not the DBA's to
+   -- change; it is reported only when a tenant role can execute it.
+   AND NOT (EXISTS (SELECT FROM pg_catalog.pg_depend d
+                     WHERE d.classid = 'pg_catalog.pg_proc'::regclass AND d.objid = p.oid
+                       AND d.refclassid = 'pg_catalog.pg_extension'::regclass AND d.deptype = 'e')
+            AND NOT EXISTS (SELECT FROM tenant_roles_ns r
+                             WHERE pg_catalog.has_function_privilege(r.oid, p.oid, 'EXECUTE')))
 -- The session helpers must stay STABLE: an IMMUTABLE helper can be folded
 -- into a cached plan and carry one tenant's value into another statement.
 UNION ALL

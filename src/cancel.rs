@@ -1,7 +1,13 @@
 //! Cancel keys. Each client gets a random BackendKeyData from the proxy; a
 //! CancelRequest arriving on the listen port is mapped to the upstream key of
 //! that session and forwarded. Unknown keys do nothing, silently, like
-//! PostgreSQL. Requests are rate-limited per peer address.
+//! PostgreSQL.
+//!
+//! Only unknown keys count against the per-peer budget: a request that names
+//! a live session is always forwarded, so bogus requests from a shared
+//! address (NAT, a proxy pool) can never stop another client's genuine
+//! cancel. The budget bounds the work and the log lines a flooding peer
+//! causes; guessing a key is out of reach anyway (63 random bits per key).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -18,6 +24,22 @@ const MAX_TRACKED_PEERS: usize = 10_000;
 pub struct CancelMap {
     keys: Mutex<HashMap<(i32, i32), (i32, i32)>>,
     limiter: Mutex<HashMap<IpAddr, (Instant, u32)>>,
+}
+
+/// What [`CancelMap::admit`] decided for one CancelRequest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CancelDecision {
+    /// The key names a live session: forward the cancel to this upstream key.
+    Forward((i32, i32)),
+    /// Unknown key, within the peer's budget: ignore it.
+    Unknown,
+    /// Unknown key, over the peer's budget: ignore it. `first` is set for the
+    /// first such request of each one-second window, so a flood is logged
+    /// once per second, not once per request.
+    UnknownOverBudget {
+        /// The first request over budget in this window.
+        first: bool,
+    },
 }
 
 /// Removes its key from the map when dropped (the session ended).
@@ -62,10 +84,26 @@ impl CancelMap {
         self.keys.lock().ok()?.get(&(pid, secret)).copied()
     }
 
-    /// Whether `peer` may send another cancel request now.
-    pub fn allow(&self, peer: IpAddr) -> bool {
+    /// Decides what to do with a CancelRequest from `peer`: a key that names
+    /// a live session is forwarded whatever the peer's budget; an unknown key
+    /// is charged to the peer's budget.
+    pub fn admit(&self, peer: IpAddr, pid: i32, secret: &[u8]) -> CancelDecision {
+        match self.lookup(pid, secret) {
+            Some(upstream) => CancelDecision::Forward(upstream),
+            None => match self.charge(peer) {
+                n if n <= MAX_CANCELS_PER_PEER_PER_SEC => CancelDecision::Unknown,
+                n => CancelDecision::UnknownOverBudget {
+                    first: n == MAX_CANCELS_PER_PEER_PER_SEC + 1,
+                },
+            },
+        }
+    }
+
+    /// Charges one unknown-key request to `peer` and returns how many it has
+    /// sent in the current one-second window (this one included).
+    fn charge(&self, peer: IpAddr) -> u32 {
         let now = Instant::now();
-        let Ok(mut m) = self.limiter.lock() else { return false };
+        let mut m = self.limiter.lock().unwrap_or_else(|p| p.into_inner());
         if m.len() >= MAX_TRACKED_PEERS {
             m.retain(|_, (start, _)| now.duration_since(*start) < Duration::from_secs(1));
         }
@@ -73,8 +111,8 @@ impl CancelMap {
         if now.duration_since(e.0) >= Duration::from_secs(1) {
             *e = (now, 0);
         }
-        e.1 += 1;
-        e.1 <= MAX_CANCELS_PER_PEER_PER_SEC
+        e.1 = e.1.saturating_add(1);
+        e.1
     }
 
     /// Live sessions with a key.
@@ -106,12 +144,39 @@ mod tests {
     }
 
     #[test]
+    fn a_live_key_is_forwarded_however_many_bogus_keys_its_address_sent() {
+        let map = Arc::new(CancelMap::default());
+        let reg = map.register((42, 7));
+        let (pid, secret) = reg.key();
+        let shared: IpAddr = "10.0.0.9".parse().unwrap();
+        let decisions: Vec<CancelDecision> = (0..100)
+            .map(|i| map.admit(shared, pid ^ 1, &(secret ^ i).to_be_bytes()))
+            .collect();
+        let within = MAX_CANCELS_PER_PEER_PER_SEC as usize;
+        assert!(decisions[..within].iter().all(|d| *d == CancelDecision::Unknown));
+        assert_eq!(decisions[within], CancelDecision::UnknownOverBudget { first: true });
+        assert!(decisions[within + 1..]
+            .iter()
+            .all(|d| *d == CancelDecision::UnknownOverBudget { first: false }));
+        assert_eq!(
+            map.admit(shared, pid, &secret.to_be_bytes()),
+            CancelDecision::Forward((42, 7))
+        );
+        assert_eq!(
+            map.admit(shared, pid, &secret.to_be_bytes()),
+            CancelDecision::Forward((42, 7))
+        );
+    }
+
+    #[test]
     fn limiter_caps_a_flooding_peer_only() {
         let map = CancelMap::default();
         let a: IpAddr = "10.0.0.1".parse().unwrap();
         let b: IpAddr = "10.0.0.2".parse().unwrap();
-        let allowed = (0..100).filter(|_| map.allow(a)).count();
-        assert_eq!(allowed, MAX_CANCELS_PER_PEER_PER_SEC as usize);
-        assert!(map.allow(b));
+        let within = (0..100)
+            .filter(|_| map.admit(a, 1, &2i32.to_be_bytes()) == CancelDecision::Unknown)
+            .count();
+        assert_eq!(within, MAX_CANCELS_PER_PEER_PER_SEC as usize);
+        assert_eq!(map.admit(b, 1, &2i32.to_be_bytes()), CancelDecision::Unknown);
     }
 }

@@ -15,7 +15,7 @@
 //! backend messages the proxy writes), [`stream`] (one type for TCP, Unix and
 //! TLS), [`tls`], [`cancel`] (proxy-issued cancel keys), [`config`],
 //! [`error`] (SQLSTATEs), [`token`] (minting for demos and tests), [`quota`]
-//! (sessions per organization).
+//! (sessions per organization), [`logging`] (log lines a client cannot forge).
 //!
 //! # Threat model in brief
 //! Clients are untrusted: every byte they send is bounded and validated, and
@@ -28,6 +28,7 @@ pub mod config;
 pub mod error;
 pub mod guard;
 pub mod handshake;
+pub mod logging;
 pub mod protocol;
 pub mod quota;
 pub mod relay;

@@ -13,7 +13,7 @@ use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
 use crate::auth::Verifier;
-use crate::cancel::CancelMap;
+use crate::cancel::{CancelDecision, CancelMap};
 use crate::error::{ClientError, SqlState};
 use crate::guard::{Guard, TenantScope};
 use crate::handshake::{self, HandshakeError, HandshakePolicy, Outcome};
@@ -70,16 +70,17 @@ pub async fn run(tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
     let handshake::Greeted {
         mut stream,
         user,
+        database,
         params,
         token,
-        ..
     } = *greeted;
 
     let identity = match shared.verifier.verify(&token) {
         Ok(id) => id,
         Err(e) => {
             let ce = e.to_client();
-            info!(code = ce.code.code(), reason = %e, client_user = %user, "token refused");
+            // Client-supplied strings are logged with `?`: quoted and escaped.
+            info!(code = ce.code.code(), reason = %e, client_user = ?user, "token refused");
             let _ = handshake::refuse(&mut stream, ce).await;
             return;
         }
@@ -118,15 +119,30 @@ pub async fn run(tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
     if stream.write_all(&hello).await.is_err() || stream.flush().await.is_err() {
         return;
     }
-    info!(client_user = %user, "session started");
+    let application_name = params
+        .iter()
+        .find(|(k, _)| k == "application_name")
+        .map(|(_, v)| v.as_str())
+        .unwrap_or("");
+    info!(client_user = ?user, database = ?database, application_name = ?application_name, "session started");
 
+    // The verifier caps the lifetime; the arithmetic saturates anyway, so no
+    // `exp` can make it overflow.
     let now_unix = crate::auth::jwt::unix_now();
-    let remaining = Duration::from_secs(identity.expires_at.saturating_sub(now_unix)) + shared.leeway;
+    let lifetime = identity
+        .expires_at
+        .saturating_sub(now_unix)
+        .min(crate::auth::jwt::MAX_TOKEN_LIFETIME_SECS);
+    let remaining = Duration::from_secs(lifetime).saturating_add(shared.leeway);
+    let start = tokio::time::Instant::now();
+    let expires_at = start
+        .checked_add(remaining)
+        .or_else(|| start.checked_add(Duration::from_secs(crate::auth::jwt::MAX_TOKEN_LIFETIME_SECS)));
     let mut ctx = RelayCtx {
         guard: shared.guard.clone(),
         scope: TenantScope::new(identity.organization_id),
         max_message: shared.max_message,
-        expires_at: Some(tokio::time::Instant::now() + remaining),
+        expires_at,
         close_now: shared.close_now.clone(),
     };
     let (mut cr, mut cw) = tokio::io::split(stream);
@@ -183,16 +199,17 @@ pub async fn run(tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
 const CLOSE_WRITE_TIMEOUT: Duration = Duration::from_secs(2);
 
 async fn forward_cancel(peer: SocketAddr, pid: i32, secret: &[u8], shared: &Shared) {
-    if !shared.cancel.allow(peer.ip()) {
-        warn!(%peer, "cancel request rate limit exceeded");
-        return;
-    }
-    let Some((upid, usecret)) = shared.cancel.lookup(pid, secret) else {
-        debug!("cancel request with an unknown key ignored");
-        return;
-    };
-    if let Err(e) = shared.connector.cancel(upid, usecret).await {
-        warn!(error = %e, "could not forward a cancel request");
+    match shared.cancel.admit(peer.ip(), pid, secret) {
+        CancelDecision::Forward((upid, usecret)) => {
+            if let Err(e) = shared.connector.cancel(upid, usecret).await {
+                warn!(error = %e, "could not forward a cancel request");
+            }
+        }
+        CancelDecision::Unknown => debug!("cancel request with an unknown key ignored"),
+        CancelDecision::UnknownOverBudget { first: true } => {
+            warn!(%peer, "cancel requests with unknown keys over the per-address budget; ignoring them for the rest of this second")
+        }
+        CancelDecision::UnknownOverBudget { first: false } => {}
     }
 }
 

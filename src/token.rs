@@ -95,7 +95,14 @@ pub fn mint(args: &TokenArgs) -> Result<String, String> {
     let now = crate::auth::jwt::unix_now();
     let mut claims = Map::new();
     claims.insert("iat".into(), now.into());
-    claims.insert("exp".into(), (now + args.ttl).into());
+    if args.ttl > crate::auth::jwt::MAX_TOKEN_LIFETIME_SECS {
+        return Err(format!(
+            "--ttl {} exceeds the {} seconds (10 years) the proxy accepts",
+            args.ttl,
+            crate::auth::jwt::MAX_TOKEN_LIFETIME_SECS
+        ));
+    }
+    claims.insert("exp".into(), now.saturating_add(args.ttl).into());
     set_path(&mut claims, &args.org_claim, args.org.hyphenated().to_string().into());
     if let Some(sub) = args.sub {
         set_path(&mut claims, &args.user_claim, sub.hyphenated().to_string().into());

@@ -5,6 +5,11 @@
 //! Claims become an [`Identity`] only if the organization claim is a JSON
 //! string holding a non-nil UUID (re-serialised canonically), and the user
 //! claim, when present, is one too.
+//!
+//! Refused besides what jsonwebtoken checks: a header with `crit` (RFC 7515
+//! §4.1.11: the proxy implements no JWS extension, so it must refuse any it
+//! is told is critical), and an `exp` further away than
+//! [`MAX_TOKEN_LIFETIME_SECS`] (so no deadline arithmetic can overflow).
 
 use std::collections::HashMap;
 use std::str::FromStr;
@@ -25,6 +30,11 @@ pub const MIN_HMAC_SECRET_LEN: usize = 32;
 pub const MAX_TOKEN_LEN: usize = 65_536;
 /// Longest claim string looked at, in bytes.
 const MAX_CLAIM_LEN: usize = 64;
+/// Longest token lifetime accepted whatever the configuration says: ten
+/// years. `exp` is an unsigned 64-bit number of seconds; a value near 2^64
+/// is not a real expiry, and capping it keeps every deadline computed from it
+/// far from overflow. `[jwt] max_ttl_secs` can set a tighter limit.
+pub const MAX_TOKEN_LIFETIME_SECS: u64 = 10 * 365 * 24 * 3600;
 
 /// Who a verified token says the client is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -222,6 +232,11 @@ impl Verifier {
         }
         let header =
             jsonwebtoken::decode_header(token).map_err(|_| invalid("the password is not a well-formed JWT"))?;
+        if header.crit.is_some() || header_names_crit(token) {
+            return Err(invalid(
+                "token header lists critical extensions (\"crit\"), and this proxy implements none",
+            ));
+        }
         let (key, algs) = match &self.keys {
             Keys::Single(k, a) => (k, a),
             Keys::ByKid(map) => {
@@ -263,6 +278,11 @@ impl Verifier {
             .get("exp")
             .and_then(Value::as_u64)
             .ok_or_else(|| invalid("token exp is not a whole number of seconds"))?;
+        if exp.saturating_sub(now) > MAX_TOKEN_LIFETIME_SECS {
+            return Err(not_allowed(format!(
+                "token lifetime exceeds the proxy's limit of {MAX_TOKEN_LIFETIME_SECS} seconds (10 years)"
+            )));
+        }
         if self.cfg.max_ttl_secs > 0 && exp.saturating_sub(now) > self.cfg.max_ttl_secs {
             return Err(not_allowed(format!(
                 "token lifetime exceeds the allowed {} seconds",
@@ -288,6 +308,21 @@ impl Verifier {
             expires_at: exp,
         })
     }
+}
+
+/// Whether the JOSE header has a `crit` member at all, `null` included
+/// (jsonwebtoken reads `"crit": null` as absent). The header decoded once
+/// already, so a failure here only means "no".
+fn header_names_crit(token: &str) -> bool {
+    use base64::Engine;
+    let Some(encoded) = token.split('.').next() else {
+        return false;
+    };
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(encoded)
+        .ok()
+        .and_then(|json| serde_json::from_slice::<serde_json::Map<String, Value>>(&json).ok())
+        .is_some_and(|h| h.contains_key("crit"))
 }
 
 /// Reads a claim at a dotted path that must be a string holding a non-nil UUID.
@@ -532,6 +567,80 @@ mod tests {
         assert!(Verifier::new(&cfg_with(KeySource::SecretFile(f.path().into())))
             .unwrap_err()
             .contains("at least 32"));
+    }
+
+    /// A token signed with [`SECRET`] whose header is exactly `header_json`.
+    fn hs256_with_header(header_json: &str, claims: Value) -> String {
+        use base64::Engine;
+        let e = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let message = format!("{}.{}", e.encode(header_json), e.encode(claims.to_string()));
+        let sig = jsonwebtoken::crypto::sign(
+            message.as_bytes(),
+            &EncodingKey::from_secret(SECRET.as_bytes()),
+            Algorithm::HS256,
+        )
+        .unwrap();
+        format!("{message}.{sig}")
+    }
+
+    #[test]
+    fn crit_header_is_refused_even_when_validly_signed() {
+        let (v, _f) = secret_verifier(|_| {});
+        let claims = json!({"organization_id": ORG, "exp": exp_in(60)});
+        // The same header without crit verifies, so only crit decides.
+        assert!(v
+            .verify(&hs256_with_header(r#"{"alg":"HS256","typ":"JWT"}"#, claims.clone()))
+            .is_ok());
+        for header in [
+            r#"{"alg":"HS256","crit":["exp-ext"],"exp-ext":true}"#,
+            r#"{"alg":"HS256","crit":["b64"],"b64":false}"#,
+            r#"{"alg":"HS256","crit":[]}"#,
+            r#"{"alg":"HS256","crit":null}"#,
+            r#"{"alg":"HS256","crit":["x"],"x":1}"#,
+        ] {
+            let err = v.verify(&hs256_with_header(header, claims.clone())).unwrap_err();
+            assert_eq!(
+                err,
+                AuthError::InvalidToken(
+                    "token header lists critical extensions (\"crit\"), and this proxy implements none".into()
+                ),
+                "{header}"
+            );
+            assert_eq!(err.to_client().code, SqlState::InvalidPassword, "{header}");
+        }
+        let mut h = Header::new(Algorithm::HS256);
+        h.crit = Some(vec!["http://example.com/ext".into()]);
+        let t = encode(&h, &claims, &EncodingKey::from_secret(SECRET.as_bytes())).unwrap();
+        assert_eq!(v.verify(&t).unwrap_err().to_client().code, SqlState::InvalidPassword);
+    }
+
+    #[test]
+    fn exp_near_u64_max_is_refused_without_overflow() {
+        let (v, _f) = secret_verifier(|_| {});
+        let now = unix_now();
+        for exp in [u64::MAX, u64::MAX - 1, 1 << 63, now + MAX_TOKEN_LIFETIME_SECS + 1] {
+            let t = hs(json!({"organization_id": ORG, "exp": exp}), Algorithm::HS256);
+            let err = v.verify_at(&t, now).unwrap_err();
+            assert_eq!(
+                err,
+                AuthError::NotAllowed(
+                    "token lifetime exceeds the proxy's limit of 315360000 seconds (10 years)".into()
+                ),
+                "exp {exp}"
+            );
+            assert_eq!(err.to_client().code, SqlState::InvalidAuthorization);
+        }
+        let t = hs(
+            json!({"organization_id": ORG, "exp": now + MAX_TOKEN_LIFETIME_SECS - 60}),
+            Algorithm::HS256,
+        );
+        assert!(v.verify_at(&t, now).is_ok());
+        // Past u64: not a whole number of seconds jsonwebtoken can read.
+        let t = hs256_with_header(
+            r#"{"alg":"HS256"}"#,
+            serde_json::from_str(&format!(r#"{{"organization_id":"{ORG}","exp":18446744073709551616}}"#)).unwrap(),
+        );
+        assert_eq!(v.verify(&t).unwrap_err().to_client().code, SqlState::InvalidPassword);
     }
 
     #[test]

@@ -16,6 +16,8 @@
 # per tenant, and runs each script with plain psql. Each script names on its first
 # lines how it connects ("-- run-as: ..."):
 #   tenant_a / tenant_b   through the proxy with that tenant's token
+#   tenant_a_service      through the proxy with a token for tenant A without
+#                         a user (no `sub`: a service token)
 #   login_role            directly to PostgreSQL as proxy_login, no proxy
 #   superuser             directly as the superuser (posture checks, DBA tasks)
 #
@@ -141,6 +143,7 @@ if [ "$DIRECT" = 0 ]; then
   done
   TOKEN_A=$("$PROXY_BIN" token --jwt-secret-file "$SECRET_FILE" --org "$ORG_A" --sub "$USER_A" --ttl 3600)
   TOKEN_B=$("$PROXY_BIN" token --jwt-secret-file "$SECRET_FILE" --org "$ORG_B" --sub "$USER_B" --ttl 3600)
+  TOKEN_A_SERVICE=$("$PROXY_BIN" token --jwt-secret-file "$SECRET_FILE" --org "$ORG_A" --ttl 3600)
   echo "proxy on 127.0.0.1:$PROXY_PORT"
 else
   echo "direct mode: tenant scripts connect as proxy_login with PGOPTIONS (no proxy, no guard)"
@@ -154,10 +157,13 @@ run_script() { # run-as file
   local as=$1 file=$2
   local psql_cmd=(psql -X -a -v ON_ERROR_STOP=0 -d app)
   case "$as" in
-    tenant_a|tenant_b)
+    tenant_a|tenant_b|tenant_a_service)
       local token org user
-      if [ "$as" = tenant_a ]; then token=${TOKEN_A:-}; org=$ORG_A; user=$USER_A
-      else token=${TOKEN_B:-}; org=$ORG_B; user=$USER_B; fi
+      case "$as" in
+        tenant_a) token=${TOKEN_A:-}; org=$ORG_A; user=$USER_A ;;
+        tenant_b) token=${TOKEN_B:-}; org=$ORG_B; user=$USER_B ;;
+        tenant_a_service) token=${TOKEN_A_SERVICE:-}; org=$ORG_A; user= ;;
+      esac
       if [ "$DIRECT" = 0 ]; then
         PGPASSWORD=$token "${psql_cmd[@]}" -h 127.0.0.1 -p "$PROXY_PORT" -U app <"$file"
       else
