@@ -10,10 +10,13 @@
 //! - [`relay`]: the hot loop in both directions; consults the [`guard`].
 //! - [`guard`]: statement policy (`Verdict::Allow | Rewrite | Deny`), fail closed.
 //! - [`session`]: ties the above together for one client.
+//! - [`pin`]: what is pinned upstream and which values restate the pin,
+//!   shared by the handshake, the upstream login and the guard.
 //!
 //! Supporting pieces: [`protocol`] (frames, length caps, startup packets, the
 //! backend messages the proxy writes), [`stream`] (one type for TCP, Unix and
-//! TLS), [`tls`], [`cancel`] (proxy-issued cancel keys), [`config`],
+//! TLS), [`tls`], [`upstream_auth`] (which login methods may carry the
+//! upstream password), [`cancel`] (proxy-issued cancel keys), [`config`],
 //! [`error`] (SQLSTATEs), [`token`] (minting for demos and tests), [`quota`]
 //! (sessions per organization).
 //!
@@ -28,6 +31,7 @@ pub mod config;
 pub mod error;
 pub mod guard;
 pub mod handshake;
+pub mod pin;
 pub mod protocol;
 pub mod quota;
 pub mod relay;
@@ -37,3 +41,4 @@ pub mod stream;
 pub mod tls;
 pub mod token;
 pub mod upstream;
+pub mod upstream_auth;
