@@ -235,12 +235,17 @@ fn not_allowed(name: &str, why: &str) -> ClientError {
 
 /// Accepts a pinned setting (`client_encoding`, `standard_conforming_strings`)
 /// only when its value restates the pin, in any spelling PostgreSQL reads as
-/// that value. The proxy pins it upstream either way, so it is not forwarded.
+/// that value, or is SQL_ASCII (what psql sends in the C locale; the session
+/// still runs as UTF8 and reports it). The proxy pins both upstream either
+/// way, so neither is forwarded.
 fn check_pinned_value(name: &str, value: &str) -> Result<(), ClientError> {
     if pin::restates_pin(name, value) {
         return Ok(());
     }
     if name.eq_ignore_ascii_case(pin::CLIENT_ENCODING) {
+        if pin::is_sql_ascii_encoding_name(value) {
+            return Ok(());
+        }
         return Err(ClientError::fatal(
             SqlState::InvalidAuthorization,
             format!("client_encoding \"{value}\" is not supported through pg-tenant-proxy"),
@@ -482,6 +487,8 @@ mod tests {
         for (k, v) in [
             ("client_encoding", "'utf-8'"),
             ("client_encoding", "Unicode"),
+            ("client_encoding", "SQL_ASCII"),
+            ("options", "-c client_encoding=sql_ascii"),
             ("standard_conforming_strings", "true"),
             ("options", "-c client_encoding=UTF8"),
             ("options", "-c client_encoding='utf-8' --standard-conforming-strings=on"),
@@ -495,7 +502,6 @@ mod tests {
             );
         }
         for (k, v) in [
-            ("client_encoding", "SQL_ASCII"),
             ("client_encoding", "LATIN1"),
             ("options", "-c client_encoding=SJIS"),
             ("options", "-c standard_conforming_strings=off"),

@@ -33,21 +33,32 @@ pub const STANDARD_CONFORMING_STRINGS_VALUE: &str = "on";
 /// safe: the proxy pins UTF8 whatever the client wrote, and a server that
 /// refuses the name changes nothing.
 pub fn is_utf8_encoding_name(name: &str) -> bool {
-    let mut cleaned = name
-        .bytes()
-        .filter(u8::is_ascii_alphanumeric)
-        .map(|b| b.to_ascii_lowercase());
+    cleaned_encoding_name_is(name, &[b"utf8", b"unicode"])
+}
+
+/// Whether PostgreSQL reads `name` as SQL_ASCII (same rules as
+/// [`is_utf8_encoding_name`]). Interactive psql sends it in the C locale
+/// (`client_encoding=auto`); the handshake accepts it at startup because the
+/// session still runs as UTF8 and says so in ParameterStatus, which libpq
+/// adopts. It never restates the pin: `SET client_encoding` to it would
+/// really change how the server reads and writes text.
+pub fn is_sql_ascii_encoding_name(name: &str) -> bool {
+    cleaned_encoding_name_is(name, &[b"sqlascii"])
+}
+
+/// `clean_encoding_name(name)` is one of `targets` (each at most 8 bytes).
+fn cleaned_encoding_name_is(name: &str, targets: &[&[u8]]) -> bool {
     let mut head = [0u8; 8];
     let mut n = 0;
-    for b in cleaned.by_ref() {
+    for b in name.bytes().filter(u8::is_ascii_alphanumeric) {
         match head.get_mut(n) {
-            Some(slot) => *slot = b,
-            // Longer than any UTF8 spelling.
+            Some(slot) => *slot = b.to_ascii_lowercase(),
+            // Longer than every target.
             None => return false,
         }
         n += 1;
     }
-    matches!(head.get(..n), Some(b"utf8" | b"unicode"))
+    head.get(..n).is_some_and(|h| targets.contains(&h))
 }
 
 /// Whether PostgreSQL's `parse_bool` reads `value` as true: a non-empty,
@@ -132,6 +143,16 @@ mod tests {
         ] {
             assert!(!is_utf8_encoding_name(name), "{name:?}");
         }
+    }
+
+    #[test]
+    fn sql_ascii_spellings_are_recognised_but_do_not_restate_the_pin() {
+        for name in ["SQL_ASCII", "sql-ascii", "'SqlAscii'"] {
+            assert!(is_sql_ascii_encoding_name(name), "{name:?}");
+            assert!(!restates_pin("client_encoding", name), "{name:?}");
+        }
+        assert!(!is_sql_ascii_encoding_name("sqlasciii"));
+        assert!(!is_sql_ascii_encoding_name("utf8"));
     }
 
     #[test]
