@@ -23,7 +23,9 @@
 //! # Threat model in brief
 //! Clients are untrusted: every byte they send is bounded and validated, and
 //! they can never choose the tenant. Token key material, the configuration and
-//! the upstream server are trusted. See `docs/threat-model.md`.
+//! the upstream server are trusted; the way to the server is not, so the
+//! upstream login verifies the server and guards the password (see
+//! [`upstream_auth`]). See `docs/threat-model.md`.
 
 pub mod auth;
 pub mod cancel;
