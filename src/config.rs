@@ -95,6 +95,8 @@ pub struct UpstreamConfig {
     pub sslmode: SslMode,
     /// CA bundle for verify-ca / verify-full.
     pub sslrootcert: Option<PathBuf>,
+    /// Login methods the password may answer (`require_auth` in the URL).
+    pub require_auth: crate::upstream_auth::RequireAuth,
 }
 
 impl std::fmt::Debug for UpstreamConfig {
@@ -106,6 +108,7 @@ impl std::fmt::Debug for UpstreamConfig {
             .field("database", &self.database)
             .field("sslmode", &self.sslmode)
             .field("sslrootcert", &self.sslrootcert)
+            .field("require_auth", &self.require_auth)
             .finish()
     }
 }
@@ -135,11 +138,13 @@ impl UpstreamConfig {
         let port = url.port().unwrap_or(5432);
         let mut sslmode = SslMode::Prefer;
         let mut sslrootcert = None;
+        let mut require_auth = crate::upstream_auth::RequireAuth::default();
         for (k, v) in url.query_pairs() {
             match &*k {
                 "sslmode" => sslmode = SslMode::parse(&v)?,
                 "sslrootcert" => sslrootcert = Some(PathBuf::from(&*v)),
                 "host" => host = v.into_owned(),
+                "require_auth" => require_auth = crate::upstream_auth::RequireAuth::parse(&v)?,
                 "application_name" | "connect_timeout" => {}
                 other => return Err(format!("upstream URL parameter {other:?} is not supported")),
             }
@@ -164,6 +169,7 @@ impl UpstreamConfig {
             database,
             sslmode,
             sslrootcert,
+            require_auth,
         })
     }
 }
@@ -583,7 +589,7 @@ impl ServeArgs {
             .map(|s| s.to_ascii_lowercase())
             .collect();
         for p in &passthrough_parameters {
-            if crate::handshake::is_pinned_parameter(p) {
+            if crate::pin::is_pinned_parameter(p) {
                 return Err(format!(
                     "startup parameter {p:?} is pinned by the proxy and cannot be passed through"
                 ));

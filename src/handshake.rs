@@ -1,5 +1,5 @@
 //! One client's way in: SSLRequest/GSSENCRequest negotiation (each at most
-//! once), TLS (also PostgreSQL 17 direct TLS with ALPN `postgresql`), the
+//! once, in either order, never after TLS is up), TLS (also PostgreSQL 17 direct TLS with ALPN `postgresql`), the
 //! startup message, protocol-version negotiation, startup parameter policy,
 //! and the cleartext password message that carries the token.
 //!
@@ -15,6 +15,7 @@ use ipnet::IpNet;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::error::{ClientError, SqlState};
+use crate::pin;
 use crate::protocol::backend;
 use crate::protocol::frame::{self, peek_header};
 use crate::protocol::startup::{read_packet, StartupError, StartupPacket};
@@ -26,24 +27,6 @@ pub const MAX_PASSWORD_MESSAGE: usize = 65_536;
 pub const MAX_PARAMETER_VALUE: usize = 1024;
 /// TLS record type of a ClientHello: the first byte of a direct-TLS connection.
 const TLS_HANDSHAKE_RECORD: u8 = 0x16;
-
-/// Startup parameters the proxy sets itself upstream. A client may send
-/// `client_encoding` and `standard_conforming_strings` only with the pinned
-/// value; `user` and `database` are read and checked; the rest are refused.
-pub fn is_pinned_parameter(name: &str) -> bool {
-    let n = name.to_ascii_lowercase();
-    matches!(
-        n.as_str(),
-        "user"
-            | "database"
-            | "client_encoding"
-            | "standard_conforming_strings"
-            | "options"
-            | "replication"
-            | "role"
-            | "session_authorization"
-    ) || n.contains('.')
-}
 
 /// What the handshake needs from the configuration.
 #[derive(Debug, Clone)]
@@ -80,8 +63,11 @@ pub struct Greeted {
 pub enum Outcome {
     /// Go on to authentication.
     Greeted(Box<Greeted>),
-    /// The connection was a CancelRequest.
+    /// The connection was a CancelRequest. The stream is kept so that it can
+    /// be closed properly (TLS close_notify) once the cancel was handled.
     Cancel {
+        /// The client's stream (TLS when the request came inside TLS).
+        stream: Stream,
         /// Key pid.
         pid: i32,
         /// Key secret.
@@ -141,7 +127,10 @@ pub async fn run(
             }
         };
         match packet {
-            StartupPacket::SslRequest if !ssl_done && !gss_done => {
+            // Like PostgreSQL's ProcessStartupPacket: SSL and GSS may each be
+            // asked once, in either order, and neither once TLS is up (only
+            // SSLRequest can bring TLS up here, since GSS is always refused).
+            StartupPacket::SslRequest if !ssl_done && !stream.is_tls() => {
                 ssl_done = true;
                 match &policy.tls {
                     Some(tls) => {
@@ -159,7 +148,7 @@ pub async fn run(
                 let e = ClientError::fatal(SqlState::ProtocolViolation, "encryption was already negotiated");
                 return Err(refuse(&mut stream, e).await);
             }
-            StartupPacket::Cancel { pid, secret } => return Ok(Outcome::Cancel { pid, secret }),
+            StartupPacket::Cancel { pid, secret } => return Ok(Outcome::Cancel { stream, pid, secret }),
             StartupPacket::Startup { minor, params, .. } => break (minor, params),
         }
     };
@@ -244,6 +233,28 @@ fn not_allowed(name: &str, why: &str) -> ClientError {
     .with_detail(why.to_owned())
 }
 
+/// Accepts a pinned setting (`client_encoding`, `standard_conforming_strings`)
+/// only when its value restates the pin, in any spelling PostgreSQL reads as
+/// that value, or is SQL_ASCII (what psql sends in the C locale; the session
+/// still runs as UTF8 and reports it). The proxy pins both upstream either
+/// way, so neither is forwarded.
+fn check_pinned_value(name: &str, value: &str) -> Result<(), ClientError> {
+    if pin::restates_pin(name, value) {
+        return Ok(());
+    }
+    if name.eq_ignore_ascii_case(pin::CLIENT_ENCODING) {
+        if pin::is_sql_ascii_encoding_name(value) {
+            return Ok(());
+        }
+        return Err(ClientError::fatal(
+            SqlState::InvalidAuthorization,
+            format!("client_encoding \"{value}\" is not supported through pg-tenant-proxy"),
+        )
+        .with_hint("use client_encoding UTF8 (for psql: PGCLIENTENCODING=UTF8)"));
+    }
+    Err(not_allowed(name, "standard_conforming_strings is pinned to on"))
+}
+
 /// Applies the startup parameter policy. Returns (user, database, forwarded).
 fn check_params(raw: Vec<(String, String)>, policy: &HandshakePolicy) -> Result<(String, String, Params), ClientError> {
     let mut user = None;
@@ -278,34 +289,19 @@ fn check_params(raw: Vec<(String, String)>, policy: &HandshakePolicy) -> Result<
         match name.to_ascii_lowercase().as_str() {
             "user" => user = Some(value),
             "database" => database = Some(value),
-            "client_encoding" => {
-                let norm: String = value
-                    .chars()
-                    .filter(|c| *c != '-' && *c != '_')
-                    .collect::<String>()
-                    .to_ascii_lowercase();
-                if !matches!(norm.as_str(), "utf8" | "unicode" | "sqlascii") {
-                    return Err(ClientError::fatal(
-                        SqlState::InvalidAuthorization,
-                        format!("client_encoding \"{value}\" is not supported through pg-tenant-proxy"),
-                    )
-                    .with_hint("use client_encoding UTF8 (for psql: PGCLIENTENCODING=UTF8)"));
-                }
-            }
-            "standard_conforming_strings" => {
-                if !value.eq_ignore_ascii_case("on") {
-                    return Err(not_allowed(&name, "standard_conforming_strings is pinned to on"));
-                }
-            }
+            pin::CLIENT_ENCODING | pin::STANDARD_CONFORMING_STRINGS => check_pinned_value(&name, &value)?,
             "options" => {
                 for (k, v) in
                     parse_options(&value).ok_or_else(|| not_allowed(&name, "it is not a list of -c name=value"))?
                 {
-                    forward(k, v, &mut fwd)?;
+                    match k.to_ascii_lowercase().as_str() {
+                        pin::CLIENT_ENCODING | pin::STANDARD_CONFORMING_STRINGS => check_pinned_value(&k, &v)?,
+                        _ => forward(k, v, &mut fwd)?,
+                    }
                 }
             }
             "replication" => return Err(not_allowed(&name, "replication connections are not supported")),
-            lname if is_pinned_parameter(lname) => {
+            lname if pin::is_pinned_parameter(lname) => {
                 return Err(not_allowed(&name, "this setting is pinned by the proxy from the token"));
             }
             _ => forward(name, value, &mut fwd)?,
@@ -483,6 +479,35 @@ mod tests {
             params.push((k.to_string(), v.to_string()));
             let err = check_params(params, &policy()).expect_err(k);
             assert_eq!(err.code, *code, "{k}={v}");
+        }
+    }
+
+    #[test]
+    fn every_spelling_of_the_pinned_values_is_accepted_top_level_and_in_options() {
+        for (k, v) in [
+            ("client_encoding", "'utf-8'"),
+            ("client_encoding", "Unicode"),
+            ("client_encoding", "SQL_ASCII"),
+            ("options", "-c client_encoding=sql_ascii"),
+            ("standard_conforming_strings", "true"),
+            ("options", "-c client_encoding=UTF8"),
+            ("options", "-c client_encoding='utf-8' --standard-conforming-strings=on"),
+            ("options", "--client_encoding=unicode -c application_name=x"),
+        ] {
+            let (_, _, fwd) = check_params(p(&[("user", "u"), ("database", "app"), (k, v)]), &policy())
+                .unwrap_or_else(|e| panic!("{k}={v}: {}", e.message));
+            assert!(
+                fwd.iter().all(|(name, _)| name == "application_name"),
+                "{k}={v}: the pinned settings are never forwarded: {fwd:?}"
+            );
+        }
+        for (k, v) in [
+            ("client_encoding", "LATIN1"),
+            ("options", "-c client_encoding=SJIS"),
+            ("options", "-c standard_conforming_strings=off"),
+        ] {
+            let err = check_params(p(&[("user", "u"), ("database", "app"), (k, v)]), &policy()).unwrap_err();
+            assert_eq!(err.code, SqlState::InvalidAuthorization, "{k}={v}");
         }
     }
 

@@ -22,6 +22,10 @@ use crate::quota::OrgSessions;
 use crate::relay::{self, End, RelayCtx};
 use crate::upstream::Connector;
 
+/// Time allowed to close a finished connection (TLS close_notify included)
+/// when the peer does not read.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// Everything sessions share, built once at start-up.
 pub struct Shared {
     /// Token verification.
@@ -61,8 +65,17 @@ pub async fn run(tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
             debug!(%why, "client left during startup");
             return;
         }
-        Ok(Ok(Outcome::Cancel { pid, secret })) => {
+        Ok(Ok(Outcome::Cancel {
+            mut stream,
+            pid,
+            secret,
+        })) => {
             forward_cancel(peer, pid, &secret, &shared).await;
+            // Like PostgreSQL, close only once the cancel was handled, and
+            // properly: a client that sent its CancelRequest inside TLS
+            // (libpq 17, psycopg 3) takes a close without close_notify as a
+            // failed cancel.
+            let _ = tokio::time::timeout(CLOSE_TIMEOUT, stream.shutdown()).await;
             return;
         }
         Ok(Ok(Outcome::Greeted(g))) => g,

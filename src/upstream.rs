@@ -2,8 +2,11 @@
 //! as the configured role (SCRAM-SHA-256, MD5, cleartext or trust) with a
 //! startup packet the proxy builds itself, pinning the tenant.
 //!
-//! The upstream server is trusted, but its messages are still length-capped
-//! during the handshake so a misbehaving server cannot exhaust memory.
+//! The login trusts nothing the server says: every message's declared length
+//! is checked against a cap before anything is read or allocated for it; a
+//! SCRAM exchange counts only once the server's final message proved that it
+//! knows the password; the password is sent in cleartext or MD5 only where
+//! [`crate::upstream_auth`] allows; and the whole login has a deadline.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,9 +22,13 @@ use tokio::net::{TcpStream, UnixStream};
 use crate::auth::Identity;
 use crate::config::{SslMode, UpstreamAddr, UpstreamConfig};
 use crate::error::{ClientError, SqlState};
+use crate::pin;
+use crate::protocol::frame::{self, FrameError};
 use crate::stream::Stream;
+use crate::upstream_auth::{AuthMethod, AuthRefusal, Transport};
 
-/// Largest message accepted from the server during login, in bytes.
+/// Largest message accepted from the server during login, in bytes (header
+/// included). PostgreSQL's own login messages are far smaller.
 const MAX_LOGIN_MESSAGE: usize = 1 << 20;
 
 /// The two settings the proxy pins in every upstream startup packet.
@@ -68,6 +75,14 @@ pub enum UpstreamError {
     /// No answer in time.
     #[error("timed out after {0:?}")]
     Timeout(Duration),
+    /// The server asked for the password in a way the policy refuses.
+    #[error("{0}")]
+    AuthRefused(AuthRefusal),
+    /// The server claimed success without proving that it knows the password
+    /// (AuthenticationOk before a verified SCRAM server-final message, or a
+    /// server-final message that does not verify).
+    #[error("{0}")]
+    ServerNotVerified(String),
 }
 
 impl UpstreamError {
@@ -82,6 +97,13 @@ impl UpstreamError {
             UpstreamError::Timeout(_) => "the database server did not answer in time",
             UpstreamError::Io(_) => "the database server could not be reached",
             UpstreamError::Protocol(_) => "the database server's login exchange failed",
+            UpstreamError::AuthRefused(AuthRefusal::Exposed { .. }) => {
+                "the database server asked for the password in cleartext or MD5 over a connection that is not a Unix socket, loopback or verified TLS"
+            }
+            UpstreamError::AuthRefused(AuthRefusal::NotAllowed { .. }) => {
+                "the database server asked for an authentication method the proxy is configured to refuse"
+            }
+            UpstreamError::ServerNotVerified(_) => "the database server did not prove that it knows the login role's password",
         };
         ClientError::fatal(SqlState::UnableToConnect, "could not connect to the database server")
             .with_detail(detail)
@@ -120,8 +142,8 @@ impl Connector {
         let mut params: Vec<(&str, &str)> = vec![
             ("user", &self.cfg.user),
             ("database", &self.cfg.database),
-            ("client_encoding", "UTF8"),
-            ("standard_conforming_strings", "on"),
+            (pin::CLIENT_ENCODING, pin::CLIENT_ENCODING_VALUE),
+            (pin::STANDARD_CONFORMING_STRINGS, pin::STANDARD_CONFORMING_STRINGS_VALUE),
             (ORG_SETTING, &org),
             (USER_SETTING, &user),
         ];
@@ -174,36 +196,87 @@ impl Connector {
         }
     }
 
+    /// What kind of connection `stream` is, for the password policy.
+    fn transport(&self, stream: &Stream) -> Transport {
+        let verified = matches!(
+            (self.cfg.sslmode, &self.cfg.sslrootcert),
+            (SslMode::VerifyCa | SslMode::VerifyFull, _) | (SslMode::Require, Some(_))
+        );
+        let peer = match stream {
+            Stream::Unix(_) => return Transport::Unix,
+            Stream::ClientTls(_) if verified => return Transport::VerifiedTls,
+            Stream::ClientTls(s) => s.get_ref().0.peer_addr(),
+            Stream::Tcp(s) => s.peer_addr(),
+            Stream::ServerTls(s) => s.get_ref().0.peer_addr(),
+        };
+        match peer {
+            Ok(a) if Transport::is_loopback_peer(a.ip()) => Transport::Loopback,
+            _ => Transport::Network,
+        }
+    }
+
+    /// Whether the password may answer `method` on this connection.
+    fn allow(&self, method: AuthMethod, transport: Transport) -> Result<(), UpstreamError> {
+        self.cfg
+            .require_auth
+            .check(method, transport)
+            .map_err(UpstreamError::AuthRefused)
+    }
+
     async fn login(&self, mut stream: Stream) -> Result<Upstream, UpstreamError> {
+        let transport = self.transport(&stream);
         let mut buf = BytesMut::with_capacity(4096);
         let mut params = Vec::new();
         let mut key = None;
         let mut scram: Option<ScramSha256> = None;
+        // Set once a SCRAM server-final message verified.
+        let mut scram_verified = false;
+        // Set by AuthenticationOk; session messages are accepted only after it.
+        let mut authenticated = false;
+        // Set by the first authentication request.
+        let mut asked = false;
         let password = || {
             self.cfg
                 .password
                 .as_deref()
                 .ok_or_else(|| UpstreamError::Protocol("the server asked for a password and none is configured".into()))
         };
+        let unexpected = |what: &str| UpstreamError::Protocol(format!("unexpected {what} during login"));
         loop {
-            let msg = loop {
-                if let Some(m) = Message::parse(&mut buf).map_err(io_err("login message"))? {
-                    break m;
-                }
-                if buf.len() > MAX_LOGIN_MESSAGE {
-                    return Err(UpstreamError::Protocol("login message too large".into()));
-                }
-                if stream.read_buf(&mut buf).await.map_err(io_err("read"))? == 0 {
-                    return Err(UpstreamError::Io("server closed the connection during login".into()));
-                }
-            };
+            let msg = read_login_message(&mut stream, &mut buf).await?;
+            let is_auth_request = matches!(
+                msg,
+                Message::AuthenticationOk
+                    | Message::AuthenticationCleartextPassword
+                    | Message::AuthenticationMd5Password(_)
+                    | Message::AuthenticationSasl(_)
+                    | Message::AuthenticationSaslContinue(_)
+                    | Message::AuthenticationSaslFinal(_)
+            );
+            if authenticated && is_auth_request {
+                return Err(unexpected("authentication message after AuthenticationOk"));
+            }
             let mut out = BytesMut::new();
             match msg {
-                Message::AuthenticationOk => {}
-                Message::AuthenticationCleartextPassword => {
+                Message::AuthenticationOk => {
+                    if scram.is_some() && !scram_verified {
+                        return Err(UpstreamError::ServerNotVerified(
+                            "AuthenticationOk before a verified SCRAM server-final message".into(),
+                        ));
+                    }
+                    if !asked {
+                        self.allow(AuthMethod::None, transport)?;
+                    }
+                    authenticated = true;
+                }
+                Message::AuthenticationCleartextPassword if !asked => {
+                    asked = true;
+                    self.allow(AuthMethod::Password, transport)?;
                     frontend::password_message(password()?.as_bytes(), &mut out).map_err(io_err("password"))?;
                 }
-                Message::AuthenticationMd5Password(body) => {
+                Message::AuthenticationMd5Password(body) if !asked => {
+                    asked = true;
+                    self.allow(AuthMethod::Md5, transport)?;
                     let hash = postgres_protocol::authentication::md5_hash(
                         self.cfg.user.as_bytes(),
                         password()?.as_bytes(),
@@ -211,10 +284,15 @@ impl Connector {
                     );
                     frontend::password_message(hash.as_bytes(), &mut out).map_err(io_err("password"))?;
                 }
-                Message::AuthenticationSasl(body) => {
+                Message::AuthenticationSasl(body) if !asked => {
+                    asked = true;
+                    self.allow(AuthMethod::ScramSha256, transport)?;
                     let mut mechs = body.mechanisms();
                     let mut found = false;
-                    while let Some(m) = mechs.next().map_err(io_err("SASL mechanisms"))? {
+                    while let Some(m) = mechs
+                        .next()
+                        .map_err(|e| UpstreamError::Protocol(format!("SASL mechanisms: {e}")))?
+                    {
                         found |= m == SCRAM_SHA_256;
                     }
                     if !found {
@@ -229,26 +307,36 @@ impl Connector {
                     scram = Some(s);
                 }
                 Message::AuthenticationSaslContinue(body) => {
-                    let s = scram
-                        .as_mut()
-                        .ok_or_else(|| UpstreamError::Protocol("unexpected SASL continue".into()))?;
+                    let s = scram.as_mut().ok_or_else(|| unexpected("SASL continue"))?;
                     s.update(body.data())
                         .map_err(|e| UpstreamError::Protocol(format!("SCRAM: {e}")))?;
                     frontend::sasl_response(s.message(), &mut out).map_err(io_err("SASL"))?;
                 }
                 Message::AuthenticationSaslFinal(body) => {
-                    let s = scram
-                        .as_mut()
-                        .ok_or_else(|| UpstreamError::Protocol("unexpected SASL final".into()))?;
+                    let s = scram.as_mut().ok_or_else(|| unexpected("SASL final"))?;
+                    // Verifies the server signature: only a server that knows
+                    // the password (or its SCRAM verifier) can produce it.
                     s.finish(body.data())
-                        .map_err(|e| UpstreamError::Protocol(format!("SCRAM server proof: {e}")))?;
+                        .map_err(|e| UpstreamError::ServerNotVerified(format!("SCRAM server-final message: {e}")))?;
+                    scram_verified = true;
                 }
-                Message::ParameterStatus(body) => {
-                    let name = body.name().map_err(io_err("parameter"))?.to_owned();
-                    let value = body.value().map_err(io_err("parameter"))?.to_owned();
+                Message::AuthenticationCleartextPassword
+                | Message::AuthenticationMd5Password(_)
+                | Message::AuthenticationSasl(_) => {
+                    return Err(unexpected("second authentication request"));
+                }
+                Message::ParameterStatus(body) if authenticated => {
+                    let name = body
+                        .name()
+                        .map_err(|_| unexpected("malformed ParameterStatus"))?
+                        .to_owned();
+                    let value = body
+                        .value()
+                        .map_err(|_| unexpected("malformed ParameterStatus"))?
+                        .to_owned();
                     params.push((name, value));
                 }
-                Message::BackendKeyData(body) => key = Some((body.process_id(), body.secret_key())),
+                Message::BackendKeyData(body) if authenticated => key = Some((body.process_id(), body.secret_key())),
                 Message::NoticeResponse(_) => {}
                 Message::ErrorResponse(body) => {
                     let (mut code, mut message) = (String::new(), String::new());
@@ -262,13 +350,16 @@ impl Connector {
                     }
                     return Err(UpstreamError::Refused { code, message });
                 }
-                Message::ReadyForQuery(_) => {
+                Message::ReadyForQuery(_) if authenticated => {
                     if !buf.is_empty() {
                         return Err(UpstreamError::Protocol("bytes after ReadyForQuery during login".into()));
                     }
                     return Ok(Upstream { stream, params, key });
                 }
-                _ => return Err(UpstreamError::Protocol("unexpected message during login".into())),
+                Message::ParameterStatus(_) | Message::BackendKeyData(_) | Message::ReadyForQuery(_) => {
+                    return Err(unexpected("session message before AuthenticationOk"));
+                }
+                _ => return Err(unexpected("message")),
             }
             if !out.is_empty() {
                 stream.write_all(&out).await.map_err(io_err("write"))?;
@@ -292,5 +383,39 @@ impl Connector {
         tokio::time::timeout(self.timeout, fut)
             .await
             .map_err(|_| UpstreamError::Timeout(self.timeout))?
+    }
+}
+
+/// Reads one server message during login. Its declared length is checked
+/// against [`MAX_LOGIN_MESSAGE`] from the 5-byte header, before any byte of
+/// the body is read or any buffer is sized for it.
+async fn read_login_message(stream: &mut Stream, buf: &mut BytesMut) -> Result<Message, UpstreamError> {
+    loop {
+        match frame::peek_header(buf, 0, MAX_LOGIN_MESSAGE) {
+            Err(FrameError::TooLarge { total, max }) => {
+                return Err(UpstreamError::Protocol(format!(
+                    "the server declared a login message of {total} bytes; at most {max} are accepted"
+                )));
+            }
+            Err(FrameError::BadLength(len)) => {
+                return Err(UpstreamError::Protocol(format!(
+                    "the server sent a login message with the invalid length {len}"
+                )));
+            }
+            Ok(Some(h)) if buf.len() >= h.total => {
+                // The whole message is buffered, so parse neither reserves
+                // nor returns None.
+                return match Message::parse(buf) {
+                    Ok(Some(m)) => Ok(m),
+                    Ok(None) => Err(UpstreamError::Protocol("incomplete login message".into())),
+                    Err(e) => Err(UpstreamError::Protocol(format!("malformed login message: {e}"))),
+                };
+            }
+            Ok(Some(h)) => buf.reserve(h.total - buf.len()),
+            Ok(None) => {}
+        }
+        if stream.read_buf(buf).await.map_err(io_err("read"))? == 0 {
+            return Err(UpstreamError::Io("server closed the connection during login".into()));
+        }
     }
 }

@@ -768,3 +768,148 @@ async fn pg_notify_with_bind_parameters_is_scoped_like_notify() {
         "tenant B heard tenant A"
     );
 }
+
+/// Sends a protocol 3.0 startup packet with `params` over any stream.
+async fn send_startup<S: tokio::io::AsyncWrite + Unpin>(s: &mut S, params: &[(&str, &str)]) {
+    let mut body = BytesMut::new();
+    body.put_i32(3 << 16);
+    for (k, v) in params {
+        body.put_slice(k.as_bytes());
+        body.put_u8(0);
+        body.put_slice(v.as_bytes());
+        body.put_u8(0);
+    }
+    body.put_u8(0);
+    let mut pkt = BytesMut::new();
+    pkt.put_i32(body.len() as i32 + 4);
+    pkt.put_slice(&body);
+    s.write_all(&pkt).await.unwrap();
+}
+
+/// A field of an ErrorResponse body (`b'C'` code, `b'M'` message).
+fn error_field(body: &[u8], field: u8) -> String {
+    body.split(|b| *b == 0)
+        .find(|f| f.first() == Some(&field))
+        .map(|f| String::from_utf8_lossy(&f[1..]).into_owned())
+        .unwrap_or_default()
+}
+
+/// Finishes a login on `s` (answering a cleartext request with `password`)
+/// and runs `sql`: its first column, or the (SQLSTATE, message) of the
+/// FATAL error that ended the login.
+async fn login_and_query<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
+    s: &mut S,
+    password: &str,
+    sql: &str,
+) -> Result<Vec<String>, (String, String)> {
+    loop {
+        let (tag, body) = tokio::time::timeout(Duration::from_secs(10), read_msg(s))
+            .await
+            .unwrap();
+        match tag {
+            b'E' => return Err((error_field(&body, b'C'), error_field(&body, b'M'))),
+            b'R' if body == 3i32.to_be_bytes() => {
+                let mut pw = password.as_bytes().to_vec();
+                pw.push(0);
+                s.write_all(&msg(b'p', |b| b.put_slice(&pw))).await.unwrap();
+            }
+            b'Z' => break,
+            _ => {}
+        }
+    }
+    s.write_all(&query_msg(sql.as_bytes())).await.unwrap();
+    let msgs = read_until_ready(s).await;
+    let row = &msgs.iter().find(|m| m.0 == b'D').expect("a row").1;
+    // DataRow: int16 count, then int32 length and bytes per column.
+    let mut cols = Vec::new();
+    let mut at = 2;
+    while at < row.len() {
+        let len = i32::from_be_bytes(row[at..at + 4].try_into().unwrap()) as usize;
+        cols.push(String::from_utf8_lossy(&row[at + 4..at + 4 + len]).into_owned());
+        at += 4 + len;
+    }
+    Ok(cols)
+}
+
+/// Backslash-escapes a value for libpq's `options` (`-c name=value`).
+fn options_escape(v: &str) -> String {
+    v.chars()
+        .flat_map(|c| match c {
+            '\\' | ' ' => vec!['\\', c],
+            c => vec![c],
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn client_encoding_spellings_are_accepted_exactly_when_postgres_reads_them_as_utf8_or_sql_ascii() {
+    // asyncpg sends 'utf-8' with the quotes; PostgreSQL ignores case and every
+    // non-alphanumeric character, and knows UNICODE as UTF8.
+    let pg = pg();
+    let p = Proxy::start(&[]).await;
+    // PostgreSQL 15 reads names of any length (newer releases refuse 64
+    // bytes or more: the proxy then accepts more than they do, harmlessly).
+    let long = format!("utf8{}", "-".repeat(300));
+    let cases = [
+        "UTF8",
+        "utf8",
+        "utf-8",
+        "'utf-8'",
+        "\"UTF-8\"",
+        "Unicode",
+        "UNICODE",
+        "U_T_F_8",
+        " utf 8 ",
+        long.as_str(),
+        "UTF16",
+        "utf",
+        "SQL_ASCII",
+        "sql-ascii",
+        "'SqlAscii'",
+        "LATIN1",
+        "",
+    ];
+    let socket = pg.dir.join(format!(".s.PGSQL.{}", pg.port));
+    let mut mismatches = Vec::new();
+    for value in cases {
+        for in_options in [false, true] {
+            let opts = format!("-c client_encoding={}", options_escape(value));
+            let param = if in_options {
+                ("options", opts.as_str())
+            } else {
+                ("client_encoding", value)
+            };
+            // PostgreSQL 15 itself (superuser over the Unix socket, trust).
+            let mut direct = tokio::net::UnixStream::connect(&socket).await.unwrap();
+            send_startup(&mut direct, &[("user", "postgres"), ("database", "app"), param]).await;
+            let postgres = login_and_query(&mut direct, "", "SELECT pg_client_encoding()").await;
+            // UTF8 is the pin; SQL_ASCII is what psql sends in the C locale,
+            // accepted and answered with UTF8.
+            let accepted = postgres == Ok(vec!["UTF8".to_owned()]) || postgres == Ok(vec!["SQL_ASCII".to_owned()]);
+            // The same startup packet through the proxy.
+            let mut s = tokio::net::TcpStream::connect(("127.0.0.1", p.port)).await.unwrap();
+            send_startup(&mut s, &[("user", "app"), ("database", "app"), param]).await;
+            let token = p.token(ORG_A, Some(USER_A), 600);
+            let proxied = login_and_query(
+                &mut s,
+                &token,
+                "SELECT pg_client_encoding(), current_setting('app.current_organization_id')",
+            )
+            .await;
+            let expected = if accepted {
+                Ok(vec!["UTF8".to_owned(), ORG_A.to_owned()])
+            } else {
+                Err((
+                    "28000".to_owned(),
+                    format!("client_encoding \"{value}\" is not supported through pg-tenant-proxy"),
+                ))
+            };
+            if proxied != expected {
+                mismatches.push(format!(
+                    "{param:?}: PostgreSQL answered {postgres:?}, the proxy {proxied:?}"
+                ));
+            }
+        }
+    }
+    assert!(mismatches.is_empty(), "{mismatches:#?}");
+}

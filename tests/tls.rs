@@ -263,3 +263,151 @@ fn unsafe_is_root() -> bool {
         .map(|o| o.stdout.starts_with(b"0\n"))
         .unwrap_or(false)
 }
+
+/// An untagged startup packet for `user`/`database` app, protocol 3.0.
+fn startup_packet() -> Vec<u8> {
+    let body = b"\0\x03\0\0user\0app\0database\0app\0\0";
+    let mut pkt = ((body.len() + 4) as i32).to_be_bytes().to_vec();
+    pkt.extend_from_slice(body);
+    pkt
+}
+
+const GSSENC_REQUEST: [u8; 8] = [0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x30];
+const SSL_REQUEST: [u8; 8] = [0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f];
+
+/// A field of an ErrorResponse body (`b'C'` code, `b'M'` message).
+fn error_field(body: &[u8], field: u8) -> String {
+    body.split(|b| *b == 0)
+        .find(|f| f.first() == Some(&field))
+        .map(|f| String::from_utf8_lossy(&f[1..]).into_owned())
+        .unwrap_or_default()
+}
+
+/// TLS over `tcp` after the proxy answered an SSLRequest with `S`.
+async fn tls_over(pki: &Pki, mut tcp: tokio::net::TcpStream) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    tcp.write_all(&SSL_REQUEST).await.unwrap();
+    assert_eq!(tcp.read_u8().await.unwrap(), b'S');
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    tokio_rustls::TlsConnector::from(Arc::new(client_config(pki)))
+        .connect(name, tcp)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn ssl_after_a_refused_gssenc_request_gets_a_tls_session() {
+    // libpq with gssencmode=prefer and pgjdbc with gssEncMode=prefer ask for
+    // GSS first, then for SSL after the 'N'.
+    let pki = make_pki();
+    let p = tls_proxy(&pki).await;
+    let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", p.port)).await.unwrap();
+    tcp.write_all(&GSSENC_REQUEST).await.unwrap();
+    assert_eq!(tcp.read_u8().await.unwrap(), b'N');
+    let mut s = tls_over(&pki, tcp).await;
+    s.write_all(&startup_packet()).await.unwrap();
+    assert_eq!(wire::read_msg(&mut s).await, (b'R', 3i32.to_be_bytes().to_vec()));
+    let token = p.token(ORG_A, Some(USER_A), 600);
+    let mut pw = token.into_bytes();
+    pw.push(0);
+    s.write_all(&wire::msg(b'p', |b| b.extend_from_slice(&pw)))
+        .await
+        .unwrap();
+    wire::read_until_ready(&mut s).await;
+    s.write_all(&wire::query_msg(
+        b"SELECT current_setting('app.current_organization_id')",
+    ))
+    .await
+    .unwrap();
+    let msgs = wire::read_until_ready(&mut s).await;
+    assert_eq!(wire::tags(&msgs), b"TDCZ");
+    let row = &msgs[1].1;
+    assert_eq!(&row[6..], ORG_A.as_bytes(), "one column holding tenant A");
+}
+
+#[tokio::test]
+async fn encryption_requests_after_tls_or_twice_are_refused() {
+    let pki = make_pki();
+    let p = tls_proxy(&pki).await;
+    // GSS inside TLS, SSL inside TLS: refused over the TLS session.
+    for second in [GSSENC_REQUEST, SSL_REQUEST] {
+        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", p.port)).await.unwrap();
+        let mut s = tls_over(&pki, tcp).await;
+        s.write_all(&second).await.unwrap();
+        let (tag, body) = wire::read_msg(&mut s).await;
+        assert_eq!(
+            (tag, error_field(&body, b'C'), error_field(&body, b'M')),
+            (b'E', "08P01".into(), "encryption was already negotiated".into())
+        );
+    }
+    // GSS twice, and SSL then GSS then SSL, in plaintext.
+    let sequences: [&[[u8; 8]]; 2] = [
+        &[GSSENC_REQUEST, GSSENC_REQUEST],
+        &[GSSENC_REQUEST, SSL_REQUEST, GSSENC_REQUEST],
+    ];
+    let plain = Proxy::start(&[]).await;
+    for seq in sequences {
+        let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", plain.port)).await.unwrap();
+        for req in &seq[..seq.len() - 1] {
+            tcp.write_all(req).await.unwrap();
+            assert_eq!(tcp.read_u8().await.unwrap(), b'N');
+        }
+        tcp.write_all(&seq[seq.len() - 1]).await.unwrap();
+        let (tag, body) = wire::read_msg(&mut tcp).await;
+        assert_eq!(
+            (tag, error_field(&body, b'C'), error_field(&body, b'M')),
+            (b'E', "08P01".into(), "encryption was already negotiated".into()),
+            "{seq:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn cancel_request_inside_tls_cancels_and_ends_with_close_notify() {
+    // libpq 17 and psycopg 3's cancel_safe() send the CancelRequest over TLS
+    // and take a close without close_notify as a failed cancel.
+    let pki = make_pki();
+    let p = tls_proxy(&pki).await;
+    let mut session = tokio::net::TcpStream::connect(("127.0.0.1", p.port)).await.unwrap();
+    wire::raw_startup(&mut session, 3 << 16, &[("user", "app"), ("database", "app")]).await;
+    assert_eq!(wire::read_msg(&mut session).await.0, b'R');
+    let mut pw = p.token(ORG_A, Some(USER_A), 600).into_bytes();
+    pw.push(0);
+    session
+        .write_all(&wire::msg(b'p', |b| b.extend_from_slice(&pw)))
+        .await
+        .unwrap();
+    let hello = wire::read_until_ready(&mut session).await;
+    let key = &hello.iter().find(|m| m.0 == b'K').expect("BackendKeyData").1;
+    session
+        .write_all(&wire::query_msg(b"SELECT pg_sleep(30)"))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let started = std::time::Instant::now();
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", p.port)).await.unwrap();
+    let mut tls = tls_over(&pki, tcp).await;
+    let mut cancel = vec![0, 0, 0, 16, 0x04, 0xd2, 0x16, 0x2e];
+    cancel.extend_from_slice(key);
+    tls.write_all(&cancel).await.unwrap();
+    tls.flush().await.unwrap();
+    let mut buf = [0u8; 64];
+    let end = tokio::time::timeout(Duration::from_secs(10), tls.read(&mut buf))
+        .await
+        .expect("the proxy did not close the cancel connection");
+    // tokio-rustls reads 0 only after close_notify; a bare TCP close is an
+    // UnexpectedEof error.
+    assert_eq!(end.map_err(|e| e.kind()), Ok(0), "no close_notify");
+
+    let msgs = wire::read_until_ready(&mut session).await;
+    let err = &msgs
+        .iter()
+        .find(|m| m.0 == b'E')
+        .expect("the query was not cancelled")
+        .1;
+    assert_eq!(
+        (error_field(err, b'C'), error_field(err, b'M')),
+        ("57014".into(), "canceling statement due to user request".into())
+    );
+    assert!(started.elapsed() < Duration::from_secs(10));
+}

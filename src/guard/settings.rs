@@ -24,7 +24,11 @@ const ROLE_SETTINGS: &[&str] = &["role", "session_authorization"];
 
 /// Settings that change how the server lexes SQL text. The proxy parses
 /// with `standard_conforming_strings=on` and UTF-8, pinned at startup.
-const LEXING_SETTINGS: &[&str] = &["standard_conforming_strings", "client_encoding", "backslash_quote"];
+const LEXING_SETTINGS: &[&str] = &[
+    crate::pin::STANDARD_CONFORMING_STRINGS,
+    crate::pin::CLIENT_ENCODING,
+    "backslash_quote",
+];
 
 /// The multi-value `SET` forms the grammar produces (`SET TRANSACTION ...`,
 /// `SET SESSION CHARACTERISTICS AS TRANSACTION ...`, `SET TRANSACTION
@@ -123,7 +127,7 @@ impl Settings {
             }
             if req.kind == kind::SET_VALUE
                 && req.nargs == 1
-                && req.first_value.is_some_and(|v| value_matches_pin(name, v))
+                && req.first_value.is_some_and(|v| crate::pin::restates_pin(name, v))
             {
                 return Ok(());
             }
@@ -162,25 +166,6 @@ impl Settings {
         }
         Ok(())
     }
-}
-
-/// Whether `value` re-states the value the proxy pinned at startup, which
-/// changes nothing (drivers sometimes send `SET client_encoding TO 'UTF8'`).
-fn value_matches_pin(name: &str, value: &str) -> bool {
-    if name.eq_ignore_ascii_case("client_encoding") {
-        // PostgreSQL normalises encoding names by dropping non-alphanumerics
-        // and lowercasing; "UNICODE" is an alias of UTF8.
-        let norm: String = value
-            .chars()
-            .filter(char::is_ascii_alphanumeric)
-            .map(|c| c.to_ascii_lowercase())
-            .collect();
-        return norm == "utf8" || norm == "unicode";
-    }
-    if name.eq_ignore_ascii_case("standard_conforming_strings") {
-        return ["on", "true", "yes", "1"].iter().any(|v| v.eq_ignore_ascii_case(value));
-    }
-    false
 }
 
 /// Validates and normalises one configured protected name.
