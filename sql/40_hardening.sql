@@ -92,11 +92,24 @@ BEGIN
                           'lo_lseek64', 'lo_creat', 'lo_create', 'lo_tell', 'lo_tell64',
                           'lo_truncate', 'lo_truncate64', 'lo_unlink', 'lo_from_bytea',
                           'lo_get', 'lo_put', 'lo_import', 'lo_export')
-            OR p.proname LIKE 'pg\_advisory\_%'
+            OR (p.proname LIKE 'pg\_advisory\_%' AND p.proname NOT LIKE 'pg\_advisory\_unlock%')
             OR p.proname LIKE 'pg\_try\_advisory\_%')
      ORDER BY 1
   LOOP
     EXECUTE format('REVOKE EXECUTE ON FUNCTION %s FROM PUBLIC', fn);
+  END LOOP;
+  --    The unlock functions release only the calling session's own locks, and
+  --    connection pools call them on release (asyncpg runs
+  --    pg_advisory_unlock_all()): they stay executable (and are granted back
+  --    where an earlier version of this file revoked them).
+  FOR fn IN
+    SELECT p.oid::regprocedure
+      FROM pg_catalog.pg_proc p
+     WHERE p.pronamespace = 'pg_catalog'::regnamespace
+       AND p.proname LIKE 'pg\_advisory\_unlock%'
+     ORDER BY 1
+  LOOP
+    EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO PUBLIC', fn);
   END LOOP;
 END
 $do$;

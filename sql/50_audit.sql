@@ -318,7 +318,8 @@ side_channel_functions(fn) AS (
                           'pg_cancel_backend', 'pg_terminate_backend',
                           'lo_open', 'lo_creat', 'lo_create', 'lo_get', 'lo_put',
                           'lo_from_bytea', 'lo_unlink', 'loread', 'lowrite')
-            OR p.proname LIKE 'pg\_advisory\_%' OR p.proname LIKE 'pg\_try\_advisory\_%'
+            OR (p.proname LIKE 'pg\_advisory\_%' AND p.proname NOT LIKE 'pg\_advisory\_unlock%')
+            OR p.proname LIKE 'pg\_try\_advisory\_%'
             OR p.proname IN ('query_to_xml', 'query_to_xmlschema', 'query_to_xml_and_xmlschema', 'ts_stat'))
 )
 -- Tenant tables: row level security enabled and forced.

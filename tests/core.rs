@@ -725,15 +725,16 @@ async fn shared_runtime_serves_sessions_too() {
 #[tokio::test]
 async fn pg_notify_with_bind_parameters_is_scoped_like_notify() {
     // postgres.js's sql.notify(channel, payload) sends `select pg_notify($1, $2)`.
+    // Its own channel name: tests run in parallel on one cluster.
     let p = Proxy::start(&[]).await;
     let (a1, mut a1_rx) = connect_with_notifications(&p, ORG_A, USER_A).await;
     let (a2, _a2_rx) = connect_with_notifications(&p, ORG_A, USER_A).await;
     let (b, mut b_rx) = connect_with_notifications(&p, ORG_B, USER_B).await;
-    a1.batch_execute("LISTEN jobs").await.unwrap();
-    b.batch_execute("LISTEN jobs").await.unwrap();
+    a1.batch_execute("LISTEN jobs_fn").await.unwrap();
+    b.batch_execute("LISTEN jobs_fn").await.unwrap();
     let stmt = a2.prepare("select pg_notify($1, $2)").await.unwrap();
-    a2.execute(&stmt, &[&"jobs", &"from-a2"]).await.unwrap();
-    a2.batch_execute("SELECT pg_notify('jobs', 'simple-' || 'a2')")
+    a2.execute(&stmt, &[&"jobs_fn", &"from-a2"]).await.unwrap();
+    a2.batch_execute("SELECT pg_notify('jobs_fn', 'simple-' || 'a2')")
         .await
         .unwrap();
     let mut got = Vec::new();
@@ -742,7 +743,7 @@ async fn pg_notify_with_bind_parameters_is_scoped_like_notify() {
             .await
             .unwrap()
             .unwrap();
-        assert_eq!(n.channel(), "jobs");
+        assert_eq!(n.channel(), "jobs_fn");
         got.push(n.payload().to_owned());
     }
     got.sort();
@@ -757,7 +758,7 @@ async fn pg_notify_with_bind_parameters_is_scoped_like_notify() {
             base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(id.as_bytes())
         )
     };
-    a2.execute(&stmt, &[&format!("{b_prefix}jobs"), &"forged"])
+    a2.execute(&stmt, &[&format!("{b_prefix}jobs_fn"), &"forged"])
         .await
         .unwrap();
     b.batch_execute("SELECT 1").await.unwrap();

@@ -29,7 +29,15 @@ const ACTIVITY: &[&str] = &[
 
 /// Statistics over every tenant's rows: table-level counters and the
 /// planner's size estimates (`pg_stats` itself hides RLS tables).
-const STATISTICS: &[&str] = &["reltuples", "relpages", "relallvisible"];
+const STATISTICS: &[&str] = &[
+    "reltuples",
+    "relpages",
+    "relallvisible",
+    "pg_relation_size",
+    "pg_table_size",
+    "pg_total_relation_size",
+    "pg_indexes_size",
+];
 
 const SIGNAL: &[&str] = &[
     "pg_cancel_backend",

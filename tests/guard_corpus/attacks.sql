@@ -371,3 +371,5 @@ SELECT * FROM xpath_table('id', 'doc', 'projects', '/a', 'true') AS t(id int, a 
 SELECT * FROM pgrowlocks('projects')
 -- @case isolation_test_blocked [class 7]
 SELECT pg_isolation_test_session_is_blocked(1, '{2}')
+-- @case relation_size_counts_every_tenant [class 7]
+SELECT pg_total_relation_size('projects'), pg_relation_size('agent_instances')

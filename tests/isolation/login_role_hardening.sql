@@ -25,6 +25,7 @@ SELECT lo_open(1, 262144);
 SELECT pg_advisory_lock(42);
 SELECT pg_try_advisory_lock(1, 2);
 SELECT pg_advisory_xact_lock_shared(42);
+-- Releasing the session's own locks stays allowed: pools call it on release.
 SELECT pg_advisory_unlock_all();
 -- Functions that run SQL text out of the guard's sight.
 SELECT query_to_xml('SELECT set_config(''app.current_organization_id'', ''bbbbbbbb-0000-4000-8000-000000000001'', false)', false, false, '');

@@ -74,7 +74,10 @@ else
   SECRET_FILE="$WORK/jwt.secret"
   od -An -N32 -tx1 /dev/urandom | tr -d ' \n' >"$SECRET_FILE"
   BENCH_PORT=$(pg_free_port) BENCH_USER=app
-  "$PROXY_BIN" serve --listen "127.0.0.1:$BENCH_PORT" \
+  # The plan check runs EXPLAIN through the proxy, which refuses it by default
+  # (its estimates describe every tenant's rows): this operator check allows it.
+  printf '[guard]\nallow_explain = true\n' >"$WORK/proxy.toml"
+  "$PROXY_BIN" serve --config "$WORK/proxy.toml" --listen "127.0.0.1:$BENCH_PORT" \
     --upstream "postgresql://proxy_login:$LOGIN_PASSWORD@127.0.0.1:$PG_PORT/app" \
     --jwt-secret-file "$SECRET_FILE" >"$WORK/proxy.log" 2>&1 &
   PROXY_PID=$!
@@ -89,9 +92,11 @@ else
   echo "through pg-tenant-proxy on 127.0.0.1:$BENCH_PORT as organization 42 ($ORG)"
 fi
 
+TABLE_PAGES=$(pg_psql -d app -Atc "SELECT string_agg(relname || '=' || relpages, ' ') FROM pg_class
+  WHERE relnamespace = 'public'::regnamespace AND relkind = 'r'")
 rc=0
 python3 "$HERE/bench.py" --host 127.0.0.1 --port "$BENCH_PORT" --user "$BENCH_USER" --dbname app \
-  --plans "$WORK/plans.txt" "$@" || rc=$?
+  --plans "$WORK/plans.txt" --table-pages "$TABLE_PAGES" "$@" || rc=$?
 if [ "$rc" != 0 ] && [ -f "$WORK/plans.txt" ]; then
   echo "--- plans ---"; cat "$WORK/plans.txt"
 fi
