@@ -25,7 +25,7 @@ part() { # name command...
   log=$(mktemp /tmp/pgtp-part.XXXXXX)
   echo "== $name"
   "$@" 2>&1 | tee "$log" || rc=$?
-  counts=$(grep -aE '^(cargo test: )?[0-9]+ passed, [0-9]+ failed$' "$log" | tail -1 | sed 's/^cargo test: //')
+  counts=$(grep -aE '^(cargo test: )?[0-9]+ passed, [0-9]+ failed$' "$log" | tail -1 | sed 's/^cargo test: //' || true)
   rm -f "$log"
   if [ -n "$counts" ]; then
     TOTAL_PASSED=$((TOTAL_PASSED + ${counts%% passed*}))
