@@ -83,5 +83,8 @@ async def main():
         await pool.close()
 
 
-asyncio.run(main())
+try:
+    asyncio.run(main())
+except Exception as e:  # report the driver's error as the user sees it, without a traceback
+    expect("no unexpected error", None, f"{type(e).__name__} (SQLSTATE {getattr(e, 'sqlstate', None)}): {e}")
 finish()
