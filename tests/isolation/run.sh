@@ -44,23 +44,19 @@ for arg in "$@"; do
   esac
 done
 
-# Fixed identities, the same as in sql/demo/seed.sql.
-ORG_A=aaaaaaaa-0000-4000-8000-000000000001
-USER_A=aaaaaaaa-0001-4000-8000-000000000001
-ORG_B=bbbbbbbb-0000-4000-8000-000000000001
-USER_B=bbbbbbbb-0001-4000-8000-000000000001
-
 export LC_ALL=C LANG=C PGTZ=UTC PGCLIENTENCODING=UTF8
 unset PGOPTIONS PGPASSWORD PGSERVICE PGSERVICEFILE PGSSLMODE || true
 
 # shellcheck source=../support/pg.sh
 source "$ROOT/tests/support/pg.sh"
+# The stack (app database, login role, seed, proxy) and the tenants' fixed ids
+# ORG_A USER_A ORG_B USER_B. shellcheck source=../support/proxy.sh
+source "$ROOT/tests/support/proxy.sh"
 
 WORK=$(mktemp -d /tmp/pgtp-isolation.XXXXXX)
-PROXY_PID=
 cleanup() {
   local rc=$?
-  if [ -n "$PROXY_PID" ]; then kill "$PROXY_PID" 2>/dev/null || true; wait "$PROXY_PID" 2>/dev/null || true; fi
+  proxy_stop
   pg_stop || true
   rm -rf "$WORK"
   exit "$rc"
@@ -82,16 +78,10 @@ report() { # name status [detail-file]
 echo "starting PostgreSQL ..."
 pg_start
 export PGHOST="$PG_DIR" PGPORT="$PG_PORT" PGUSER="$PG_SUPER"
-pg_psql -d postgres -c "CREATE DATABASE app" >/dev/null
+app_create_db
 
 # --- apply sql/ twice; the second pass must change nothing -----------------
-apply_sql() {
-  local f
-  for f in "$ROOT"/sql/*.sql; do
-    psql -X -q -v ON_ERROR_STOP=1 -d app -f "$f" >>"$WORK/apply.log" 2>&1 || {
-      echo "applying $f failed:" >&2; tail -20 "$WORK/apply.log" >&2; return 1; }
-  done
-}
+apply_sql() { app_apply_sql "$WORK/apply.log"; }
 snapshot() {
   { pg_dump --schema-only --create -d app
     pg_dumpall --roles-only --no-role-passwords
@@ -108,42 +98,20 @@ else
 fi
 
 # --- login roles, as the DBA guide says ---------------------------------------
-LOGIN_PASSWORD="login-$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')"
+app_login_role
 pg_psql -d app -v pw="$LOGIN_PASSWORD" <<'SQL' >/dev/null
-CREATE ROLE proxy_login LOGIN PASSWORD :'pw' IN ROLE tenant_app;
 -- A NOINHERIT login role works too, with the documented role-level setting.
 CREATE ROLE proxy_login_noinherit LOGIN NOINHERIT PASSWORD :'pw' IN ROLE tenant_app;
 ALTER ROLE proxy_login_noinherit SET role = 'tenant_app';
 SQL
-pg_psql -d app -f "$ROOT/sql/demo/seed.sql" >/dev/null
+app_seed
 
 # --- proxy ------------------------------------------------------------------------
 if [ "$DIRECT" = 0 ]; then
-  if [ -z "${PROXY_BIN:-}" ]; then
-    PROXY_BIN=$ROOT/target/debug/pg-tenant-proxy
-    # Build when missing or older than the sources, so the suite tests this tree.
-    if [ ! -x "$PROXY_BIN" ] || [ -n "$(find src Cargo.toml Cargo.lock -newer "$PROXY_BIN" -print -quit)" ]; then
-      echo "building pg-tenant-proxy ..."
-      cargo build --quiet --bin pg-tenant-proxy
-    fi
-  fi
-  SECRET_FILE="$WORK/jwt.secret"
-  od -An -N32 -tx1 /dev/urandom | tr -d ' \n' >"$SECRET_FILE"
-  PROXY_PORT=$(pg_free_port)
-  "$PROXY_BIN" serve --listen "127.0.0.1:$PROXY_PORT" \
-    --upstream "postgresql://proxy_login:$LOGIN_PASSWORD@127.0.0.1:$PG_PORT/app" \
-    --jwt-secret-file "$SECRET_FILE" >"$WORK/proxy.log" 2>&1 &
-  PROXY_PID=$!
-  for _ in $(seq 1 100); do
-    if ! kill -0 "$PROXY_PID" 2>/dev/null; then
-      echo "pg-tenant-proxy exited during startup:" >&2; cat "$WORK/proxy.log" >&2; exit 1
-    fi
-    (exec 3<>"/dev/tcp/127.0.0.1/$PROXY_PORT") 2>/dev/null && break
-    sleep 0.1
-  done
-  TOKEN_A=$("$PROXY_BIN" token --jwt-secret-file "$SECRET_FILE" --org "$ORG_A" --sub "$USER_A" --ttl 3600)
-  TOKEN_B=$("$PROXY_BIN" token --jwt-secret-file "$SECRET_FILE" --org "$ORG_B" --sub "$USER_B" --ttl 3600)
-  TOKEN_A_SERVICE=$("$PROXY_BIN" token --jwt-secret-file "$SECRET_FILE" --org "$ORG_A" --ttl 3600)
+  proxy_start "$WORK"
+  TOKEN_A=$(proxy_token "$ORG_A" "$USER_A")
+  TOKEN_B=$(proxy_token "$ORG_B" "$USER_B")
+  TOKEN_A_SERVICE=$(proxy_token "$ORG_A" "")
   echo "proxy on 127.0.0.1:$PROXY_PORT"
 else
   echo "direct mode: tenant scripts connect as proxy_login with PGOPTIONS (no proxy, no guard)"
