@@ -280,6 +280,30 @@ pub struct Config {
     pub worker_threads: usize,
     /// How sessions are scheduled over those threads.
     pub runtime: RuntimeKind,
+    /// Admin listener (/metrics, /healthz, /readyz), if any.
+    pub admin_listen: Option<SocketAddr>,
+    /// How log lines are written.
+    pub log_format: LogFormat,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+impl LogFormat {
+    /// Parses `text` or `json`.
+    pub fn parse(s: &str) -> Result<LogFormat, String> {
+        match s {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            other => Err(format!("log_format must be \"text\" or \"json\", not {other:?}")),
+        }
+    }
 }
 
 /// How sessions are scheduled over threads.
@@ -312,6 +336,10 @@ pub struct FileConfig {
     pub worker_threads: Option<usize>,
     /// `runtime = "per-thread"` or `"shared"`.
     pub runtime: Option<String>,
+    /// `admin_listen = "127.0.0.1:9187"`.
+    pub admin_listen: Option<String>,
+    /// `log_format = "text"` or `"json"`.
+    pub log_format: Option<String>,
     /// `[upstream]`.
     pub upstream: FileUpstream,
     /// `[jwt]`.
@@ -462,6 +490,13 @@ pub struct ServeArgs {
     /// Most concurrent sessions of one organization; 0 for no limit [default: 100].
     #[arg(long, env = "PGTP_MAX_SESSIONS_PER_ORG", value_name = "N")]
     pub max_sessions_per_org: Option<usize>,
+    /// Admin listener for /metrics, /healthz and /readyz, e.g.
+    /// 127.0.0.1:9187 [default: off].
+    #[arg(long, env = "PGTP_ADMIN_LISTEN", value_name = "ADDR")]
+    pub admin_listen: Option<String>,
+    /// Log format: text (for people) or json (one object per line) [default: text].
+    #[arg(long, env = "PGTP_LOG_FORMAT", value_name = "FORMAT")]
+    pub log_format: Option<String>,
     /// Threads that run sessions [default: number of cores].
     #[arg(long, env = "PGTP_WORKER_THREADS", value_name = "N")]
     pub worker_threads: Option<usize>,
@@ -633,6 +668,19 @@ impl ServeArgs {
             runtime: match self.runtime.clone().or(file.runtime) {
                 Some(r) => RuntimeKind::parse(&r)?,
                 None => RuntimeKind::PerThread,
+            },
+            admin_listen: self
+                .admin_listen
+                .clone()
+                .or(file.admin_listen)
+                .map(|a| {
+                    a.parse::<SocketAddr>()
+                        .map_err(|e| format!("admin_listen {a:?} is not an address like 127.0.0.1:9187: {e}"))
+                })
+                .transpose()?,
+            log_format: match self.log_format.clone().or(file.log_format) {
+                Some(f) => LogFormat::parse(&f)?,
+                None => LogFormat::Text,
             },
         })
     }

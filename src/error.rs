@@ -97,6 +97,9 @@ pub struct ClientError {
     pub detail: Option<String>,
     /// Optional HINT line.
     pub hint: Option<String>,
+    /// For a refusal by the guard: a fixed name of its kind, for metrics
+    /// (never sent to the client).
+    pub class: Option<&'static str>,
 }
 
 impl ClientError {
@@ -108,6 +111,7 @@ impl ClientError {
             message: message.into(),
             detail: None,
             hint: None,
+            class: None,
         }
     }
 
@@ -119,12 +123,19 @@ impl ClientError {
             message: message.into(),
             detail: None,
             hint: None,
+            class: None,
         }
     }
 
     /// Adds a DETAIL line.
     pub fn with_detail(mut self, detail: impl Into<String>) -> Self {
         self.detail = Some(detail.into());
+        self
+    }
+
+    /// Names the kind of refusal this is, for metrics.
+    pub fn with_class(mut self, class: &'static str) -> Self {
+        self.class = Some(class);
         self
     }
 

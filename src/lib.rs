@@ -27,6 +27,7 @@
 //! upstream login verifies the server and guards the password (see
 //! [`upstream_auth`]). See `docs/threat-model.md`.
 
+pub mod admin;
 pub mod auth;
 pub mod cancel;
 pub mod config;
@@ -34,6 +35,7 @@ pub mod error;
 pub mod guard;
 pub mod handshake;
 pub mod logging;
+pub mod metrics;
 pub mod pin;
 pub mod protocol;
 pub mod quota;

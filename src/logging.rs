@@ -39,10 +39,23 @@ pub fn escaped(s: &str) -> String {
 }
 
 /// Installs the process-wide subscriber: `RUST_LOG` filter (default `info`),
-/// to stderr, ANSI colours only on a terminal, every field escaped.
-pub fn init() {
+/// to stderr. Text: ANSI colours only on a terminal, every field escaped.
+/// JSON: one object per line with the session's span fields (connection id,
+/// peer, organization, user); JSON string escaping keeps every client string
+/// inside its field.
+pub fn init(format: crate::config::LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    if format == crate::config::LogFormat::Json {
+        tracing_subscriber::fmt()
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .init();
+        return;
+    }
     let fields = tracing_subscriber::fmt::format::debug_fn(|w, field, value| {
         let text = format!("{value:?}");
         if field.name() != "message" {

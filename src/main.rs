@@ -79,7 +79,6 @@ fn main() -> ExitCode {
             }
         },
         Command::Serve(args) => {
-            init_tracing();
             let cfg = match load(args) {
                 Ok(c) => c,
                 Err(e) => {
@@ -87,6 +86,7 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
+            pg_tenant_proxy::logging::init(cfg.log_format);
             let mut rt = match cfg.runtime {
                 // Sessions run on their own threads; this one only accepts.
                 RuntimeKind::PerThread => tokio::runtime::Builder::new_current_thread(),
@@ -131,6 +131,14 @@ async fn serve(cfg: pg_tenant_proxy::config::Config) -> Result<(), String> {
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", cfg.listen))?;
+    if let Some(addr) = cfg.admin_listen {
+        let admin = pg_tenant_proxy::admin::bind(addr).await?;
+        let ready = std::sync::Arc::new(pg_tenant_proxy::admin::Readiness {
+            upstream: cfg.upstream.addr.clone(),
+            keys_loaded: std::sync::atomic::AtomicBool::new(true),
+        });
+        tokio::spawn(pg_tenant_proxy::admin::serve(admin, ready));
+    }
     tracing::info!(listen = %cfg.listen, upstream_database = %cfg.upstream.database, upstream_role = %cfg.upstream.user, "pg-tenant-proxy ready");
     pg_tenant_proxy::server::run(
         listener,
@@ -155,8 +163,4 @@ async fn shutdown_signal() {
         _ = term.recv() => {}
         _ = int.recv() => {}
     }
-}
-
-fn init_tracing() {
-    pg_tenant_proxy::logging::init();
 }

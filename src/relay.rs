@@ -29,6 +29,7 @@ use tokio::time::Instant;
 
 use crate::error::{ClientError, SqlState};
 use crate::guard::{Guard, TenantScope, Verdict};
+use crate::metrics::Direction;
 use crate::protocol::backend;
 use crate::protocol::frame::{cstr, peek_header, FrameError, HEADER_LEN};
 
@@ -101,6 +102,7 @@ impl Refusals {
 
     /// Records `err` and returns the unparsable marker statement to send instead.
     fn register(&self, err: ClientError) -> String {
+        crate::metrics::refused(err.class.unwrap_or("malformed_message"));
         let mut q = self.pending.lock().unwrap_or_else(|p| p.into_inner());
         let n = self.next.load(Ordering::Relaxed);
         if q.len() == MAX_PENDING_REFUSALS {
@@ -396,9 +398,11 @@ where
                 }
             }
         }
+        let consumed = batch.pos;
         if let Err(e) = batch.flush(&mut buf, uw).await {
             return End::Io(format!("upstream write: {e}"));
         }
+        crate::metrics::relayed(Direction::ClientToUpstream, consumed);
         if terminate {
             let _ = uw.shutdown().await;
             return End::ClientClosed;
@@ -558,9 +562,11 @@ where
                 None => batch.pos += h.total,
             }
         }
+        let consumed = batch.pos;
         if let Err(e) = batch.flush(&mut buf, cw).await {
             return End::Io(format!("client write: {e}"));
         }
+        crate::metrics::relayed(Direction::UpstreamToClient, consumed);
     }
 }
 

@@ -156,7 +156,13 @@ pub async fn run(
         };
         let _ = crate::stream::tune_tcp(&tcp);
         next_id += 1;
-        let span = tracing::info_span!("conn", id = next_id, %peer, org = tracing::field::Empty);
+        let span = tracing::info_span!(
+            "conn",
+            id = next_id,
+            %peer,
+            org = tracing::field::Empty,
+            user = tracing::field::Empty
+        );
         match permits.clone().try_acquire_owned() {
             Ok(permit) => match &sessions {
                 Sessions::PerThread(workers) => workers.dispatch(tcp, peer, permit, span),
@@ -177,6 +183,7 @@ pub async fn run(
         }
     }
     drop(listener);
+    crate::metrics::get().draining.set(1);
     let open = max_connections - permits.available_permits();
     info!(
         open_sessions = open,

@@ -17,6 +17,7 @@ use crate::cancel::{CancelDecision, CancelMap};
 use crate::error::{ClientError, SqlState};
 use crate::guard::{Guard, TenantScope};
 use crate::handshake::{self, HandshakeError, HandshakePolicy, Outcome};
+use crate::metrics::{self, CancelOutcome, EndReason, LoginRefusal};
 use crate::protocol::backend;
 use crate::quota::OrgSessions;
 use crate::relay::{self, End, RelayCtx};
@@ -58,6 +59,7 @@ pub async fn run(tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
             return;
         }
         Ok(Err(HandshakeError::Refused(e))) => {
+            metrics::login_refused(LoginRefusal::Startup);
             info!(code = e.code.code(), reason = %e.message, "client refused during startup");
             return;
         }
@@ -93,27 +95,41 @@ pub async fn run(tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
         Err(e) => {
             let ce = e.to_client();
             // Client-supplied strings are logged with `?`: quoted and escaped.
+            metrics::login_refused(LoginRefusal::Token);
             info!(code = ce.code.code(), reason = %e, client_user = ?user, "token refused");
             let _ = handshake::refuse(&mut stream, ce).await;
             return;
         }
     };
     drop(token);
-    tracing::Span::current().record("org", tracing::field::display(identity.organization_id));
+    let span = tracing::Span::current();
+    span.record("org", tracing::field::display(identity.organization_id));
+    if let Some(user_id) = identity.user_id {
+        span.record("user", tracing::field::display(user_id));
+    }
 
     // Held until the session ends: one organization cannot take every slot.
     let _org_permit = match shared.org_sessions.acquire(identity.organization_id) {
         Ok(p) => p,
         Err(ce) => {
+            metrics::login_refused(LoginRefusal::OrganizationLimit);
             info!(code = ce.code.code(), "organization session limit reached");
             let _ = handshake::refuse(&mut stream, ce).await;
             return;
         }
     };
 
+    let connect_start = std::time::Instant::now();
     let upstream = match shared.connector.connect(&identity, &params).await {
-        Ok(u) => u,
+        Ok(u) => {
+            metrics::get()
+                .upstream_connect_seconds
+                .observe(connect_start.elapsed().as_secs_f64());
+            u
+        }
         Err(e) => {
+            metrics::get().upstream_login_failures.inc();
+            metrics::login_refused(LoginRefusal::Upstream);
             warn!(error = %e, "upstream login failed");
             let _ = handshake::refuse(&mut stream, e.to_client()).await;
             return;
@@ -138,6 +154,8 @@ pub async fn run(tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
         .map(|(_, v)| v.as_str())
         .unwrap_or("");
     info!(client_user = ?user, database = ?database, application_name = ?application_name, "session started");
+    metrics::get().sessions_started.inc();
+    let _open = OpenSession::new();
 
     // The verifier caps the lifetime; the arithmetic saturates anyway, so no
     // `exp` can make it overflow.
@@ -165,6 +183,11 @@ pub async fn run(tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
     // not run it to the end (a clean Terminate or a closed upstream leaves
     // nothing running).
     let abandoned = matches!(end, End::ClientVanished | End::Fatal(_) | End::Io(_));
+    let reason = end_reason(&end);
+    metrics::session_ended(reason);
+    if reason == EndReason::TokenExpired {
+        metrics::get().token_expiries.inc();
+    }
     let fatal = match end {
         End::ClientClosed | End::ClientVanished => None,
         End::UpstreamClosed { told_client: true } => None,
@@ -214,20 +237,55 @@ const CLOSE_WRITE_TIMEOUT: Duration = Duration::from_secs(2);
 async fn forward_cancel(peer: SocketAddr, pid: i32, secret: &[u8], shared: &Shared) {
     match shared.cancel.admit(peer.ip(), pid, secret) {
         CancelDecision::Forward((upid, usecret)) => {
+            metrics::cancel(CancelOutcome::Forwarded);
             if let Err(e) = shared.connector.cancel(upid, usecret).await {
                 warn!(error = %e, "could not forward a cancel request");
             }
         }
-        CancelDecision::Unknown => debug!("cancel request with an unknown key ignored"),
+        CancelDecision::Unknown => {
+            metrics::cancel(CancelOutcome::Unknown);
+            debug!("cancel request with an unknown key ignored")
+        }
         CancelDecision::UnknownOverBudget { first: true } => {
+            metrics::cancel(CancelOutcome::RateLimited);
             warn!(%peer, "cancel requests with unknown keys over the per-address budget; ignoring them for the rest of this second")
         }
-        CancelDecision::UnknownOverBudget { first: false } => {}
+        CancelDecision::UnknownOverBudget { first: false } => metrics::cancel(CancelOutcome::RateLimited),
+    }
+}
+
+/// Counts a session as open while it lives.
+struct OpenSession;
+
+impl OpenSession {
+    fn new() -> OpenSession {
+        metrics::get().sessions_open.inc();
+        OpenSession
+    }
+}
+
+impl Drop for OpenSession {
+    fn drop(&mut self) {
+        metrics::get().sessions_open.dec();
+    }
+}
+
+/// The metrics label for how a relay ended.
+fn end_reason(end: &End) -> EndReason {
+    match end {
+        End::ClientClosed => EndReason::ClientClosed,
+        End::ClientVanished => EndReason::ClientVanished,
+        End::UpstreamClosed { .. } => EndReason::UpstreamClosed,
+        End::Fatal(e) if e.code == SqlState::InvalidPassword => EndReason::TokenExpired,
+        End::Fatal(e) if e.code == SqlState::AdminShutdown => EndReason::Drained,
+        End::Fatal(_) => EndReason::Fatal,
+        End::Io(_) => EndReason::Io,
     }
 }
 
 /// Tells a client over the connection cap why it is turned away.
 pub async fn refuse_busy(mut tcp: TcpStream) {
+    metrics::login_refused(LoginRefusal::ConnectionLimit);
     let mut out = BytesMut::new();
     backend::error_response(
         &mut out,

@@ -37,6 +37,7 @@ mod tree;
 mod walk;
 
 use crate::error::ClientError;
+use crate::metrics::{self, GuardPath};
 use cache::{Cached, VerdictCache};
 pub use limits::{LimitError, SettingLimits, DEFAULT_LIMITS};
 pub use notify::MAX_CLIENT_CHANNEL_BYTES;
@@ -197,12 +198,20 @@ impl Guard {
         // cache lookup and never cached (statements with ever-new literals
         // would only push out the verdicts of statements that repeat).
         if text.len() <= self.max_statement_bytes && prefilter::one_plain_statement(text) {
+            metrics::guard_path(GuardPath::FastPath);
             return Verdict::Allow;
         }
         if let Some(hit) = self.cache.as_ref().and_then(|c| c.get(sql)) {
+            metrics::guard_path(GuardPath::Cache);
             return to_verdict(hit);
         }
-        match self.check_text(text) {
+        metrics::guard_path(GuardPath::FullWalk);
+        let started = std::time::Instant::now();
+        let checked = self.check_text(text);
+        metrics::get()
+            .guard_walk_seconds
+            .observe(started.elapsed().as_secs_f64());
+        match checked {
             Checked::Verdict(v) => {
                 if let Some(c) = &self.cache {
                     c.insert(sql, v.clone());
