@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use pg_tenant_proxy::config::{RuntimeKind, ServeArgs};
-use pg_tenant_proxy::server::{PerThread, Sessions};
+use pg_tenant_proxy::server::{PerThread, Sessions, SharedCell};
 use pg_tenant_proxy::token::TokenArgs;
 
 /// PostgreSQL wire-protocol sidecar that pins each session's tenant from a JWT.
@@ -79,6 +79,7 @@ fn main() -> ExitCode {
             }
         },
         Command::Serve(args) => {
+            let reload_args = args.clone();
             let cfg = match load(args) {
                 Ok(c) => c,
                 Err(e) => {
@@ -105,7 +106,7 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            match rt.block_on(serve(cfg)) {
+            match rt.block_on(serve(cfg, reload_args)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("pg-tenant-proxy: {e}");
@@ -116,15 +117,17 @@ fn main() -> ExitCode {
     }
 }
 
-async fn serve(cfg: pg_tenant_proxy::config::Config) -> Result<(), String> {
+async fn serve(cfg: pg_tenant_proxy::config::Config, args: ServeArgs) -> Result<(), String> {
     let (shared, close_tx) = pg_tenant_proxy::server::prepare(&cfg)?;
+    let shared = SharedCell::new(shared);
+    tokio::spawn(reload_on_sighup(args, cfg.clone(), shared.clone()));
     let sessions = match cfg.runtime {
         RuntimeKind::PerThread => {
             let n = match cfg.worker_threads {
                 0 => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
                 n => n,
             };
-            Sessions::PerThread(PerThread::start(n, shared.clone())?)
+            Sessions::PerThread(PerThread::start(n)?)
         }
         RuntimeKind::Shared => Sessions::Shared,
     };
@@ -151,6 +154,67 @@ async fn serve(cfg: pg_tenant_proxy::config::Config) -> Result<(), String> {
     )
     .await;
     Ok(())
+}
+
+/// On SIGHUP: re-reads the configuration file and every key file, and
+/// makes the result what new sessions use; open sessions keep theirs. A
+/// configuration that does not validate is refused with a log line naming
+/// the file and the reason, and the running one stays. Settings fixed at
+/// start (listen and admin addresses, runtime, threads, connection cap,
+/// drain time, log format) need a restart; a change to one is logged.
+async fn reload_on_sighup(
+    args: ServeArgs,
+    mut running: pg_tenant_proxy::config::Config,
+    shared: std::sync::Arc<SharedCell>,
+) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        tracing::error!("cannot install the SIGHUP handler; reload needs a restart");
+        return;
+    };
+    while hup.recv().await.is_some() {
+        let file = args
+            .config
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default();
+        let cfg = match load(args.clone()) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(config_file = %file, error = %e, "configuration reload refused; the running configuration stays");
+                continue;
+            }
+        };
+        match pg_tenant_proxy::server::reload(&cfg, &shared.current()) {
+            Ok(next) => {
+                for (what, changed) in [
+                    ("listen", cfg.listen != running.listen),
+                    ("admin_listen", cfg.admin_listen != running.admin_listen),
+                    ("runtime", cfg.runtime != running.runtime),
+                    ("worker_threads", cfg.worker_threads != running.worker_threads),
+                    (
+                        "limits.max_client_connections",
+                        cfg.limits.max_client_connections != running.limits.max_client_connections,
+                    ),
+                    (
+                        "limits.drain_timeout_secs",
+                        cfg.limits.drain_timeout != running.limits.drain_timeout,
+                    ),
+                    ("log_format", cfg.log_format != running.log_format),
+                ] {
+                    if changed {
+                        tracing::warn!(setting = what, "this setting changes only at restart");
+                    }
+                }
+                shared.replace(next);
+                running = cfg;
+                tracing::info!(config_file = %file, "configuration reloaded; new sessions use it");
+            }
+            Err(e) => {
+                tracing::error!(config_file = %file, error = %e, "configuration reload refused; the running configuration stays");
+            }
+        }
+    }
 }
 
 async fn shutdown_signal() {

@@ -5,6 +5,7 @@
 //! [`OrgPermit`] from login to its end; dropping it gives the slot back.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use uuid::Uuid;
@@ -14,8 +15,9 @@ use crate::error::{ClientError, SqlState};
 /// Open sessions per organization, against one limit for all.
 #[derive(Debug)]
 pub struct OrgSessions {
-    /// Most sessions one organization may hold; 0 means no limit.
-    limit: usize,
+    /// Most sessions one organization may hold; 0 means no limit. Changed
+    /// by a reload; sessions already open keep their slots.
+    limit: AtomicUsize,
     open: Mutex<HashMap<Uuid, usize>>,
 }
 
@@ -30,7 +32,7 @@ impl OrgSessions {
     /// A counter with `limit` sessions per organization (0: unlimited).
     pub fn new(limit: usize) -> Arc<OrgSessions> {
         Arc::new(OrgSessions {
-            limit,
+            limit: AtomicUsize::new(limit),
             open: Mutex::new(HashMap::new()),
         })
     }
@@ -38,14 +40,15 @@ impl OrgSessions {
     /// Takes a slot for `org`, or the client's FATAL 53300 when its
     /// organization already holds the limit.
     pub fn acquire(self: &Arc<Self>, org: Uuid) -> Result<OrgPermit, ClientError> {
+        let limit = self.limit.load(Ordering::Relaxed);
         let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
         let n = open.entry(org).or_insert(0);
-        if self.limit != 0 && *n >= self.limit {
+        if limit != 0 && *n >= limit {
             return Err(ClientError::fatal(
                 SqlState::TooManyConnections,
                 format!(
                     "too many sessions for your organization: the proxy allows {} at a time",
-                    self.limit
+                    limit
                 ),
             )
             .with_hint("Close idle connections or lower your connection pool size; the limit is limits.max_sessions_per_organization."));
@@ -55,6 +58,11 @@ impl OrgSessions {
             sessions: self.clone(),
             org,
         })
+    }
+
+    /// Sets a new limit for sessions that start from now on.
+    pub fn set_limit(&self, limit: usize) {
+        self.limit.store(limit, Ordering::Relaxed);
     }
 
     /// Sessions `org` holds now.

@@ -22,6 +22,43 @@ use crate::handshake::HandshakePolicy;
 use crate::session::{self, Shared};
 use crate::upstream::Connector;
 
+/// The configuration new sessions start with: replaced whole by a reload,
+/// while every open session keeps the `Arc<Shared>` it started with.
+pub struct SharedCell(std::sync::RwLock<Arc<Shared>>);
+
+impl SharedCell {
+    /// A cell holding `shared`.
+    pub fn new(shared: Arc<Shared>) -> Arc<SharedCell> {
+        Arc::new(SharedCell(std::sync::RwLock::new(shared)))
+    }
+
+    /// What a session starting now uses.
+    pub fn current(&self) -> Arc<Shared> {
+        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Makes `shared` what sessions starting from now on use.
+    pub fn replace(&self, shared: Arc<Shared>) {
+        *self.0.write().unwrap_or_else(|p| p.into_inner()) = shared;
+    }
+}
+
+/// Builds what new sessions share from a reloaded configuration: new token
+/// keys, guard, limits, TLS files and upstream settings; the cancel keys,
+/// the per-organization counts and the drain signal carry over, so open
+/// sessions are not touched.
+pub fn reload(cfg: &Config, old: &Shared) -> Result<Arc<Shared>, String> {
+    let (fresh, _unused_close) = prepare(cfg)?;
+    let Ok(mut fresh) = Arc::try_unwrap(fresh) else {
+        return Err("internal: a fresh configuration is already shared".into());
+    };
+    fresh.cancel = old.cancel.clone();
+    fresh.close_now = old.close_now.clone();
+    old.org_sessions.set_limit(cfg.limits.max_sessions_per_organization);
+    fresh.org_sessions = old.org_sessions.clone();
+    Ok(Arc::new(fresh))
+}
+
 /// Builds everything sessions share from a validated configuration. Fails
 /// with a readable message if keys, certificates or the guard config are bad.
 pub fn prepare(cfg: &Config) -> Result<(Arc<Shared>, watch::Sender<bool>), String> {
@@ -55,7 +92,13 @@ pub fn prepare(cfg: &Config) -> Result<(Arc<Shared>, watch::Sender<bool>), Strin
 /// A session handed to a worker thread: the accepted socket (already
 /// deregistered from the accepting runtime), its peer, its connection permit
 /// and its log span.
-type Job = (std::net::TcpStream, SocketAddr, OwnedSemaphorePermit, tracing::Span);
+type Job = (
+    std::net::TcpStream,
+    SocketAddr,
+    OwnedSemaphorePermit,
+    tracing::Span,
+    Arc<Shared>,
+);
 
 /// Where sessions run.
 #[derive(Clone)]
@@ -75,8 +118,8 @@ pub struct PerThread {
 }
 
 impl PerThread {
-    /// Starts `threads` worker threads that run sessions for `shared`.
-    pub fn start(threads: usize, shared: Arc<Shared>) -> Result<Arc<PerThread>, String> {
+    /// Starts `threads` worker threads that run the sessions dispatched to them.
+    pub fn start(threads: usize) -> Result<Arc<PerThread>, String> {
         let mut senders = Vec::with_capacity(threads);
         for i in 0..threads.max(1) {
             let (tx, mut rx) = mpsc::unbounded_channel::<Job>();
@@ -84,13 +127,11 @@ impl PerThread {
                 .enable_all()
                 .build()
                 .map_err(|e| format!("cannot start worker runtime: {e}"))?;
-            let shared = shared.clone();
             std::thread::Builder::new()
                 .name(format!("pgtp-worker-{i}"))
                 .spawn(move || {
                     rt.block_on(async move {
-                        while let Some((std_tcp, peer, permit, span)) = rx.recv().await {
-                            let shared = shared.clone();
+                        while let Some((std_tcp, peer, permit, span, shared)) = rx.recv().await {
                             tokio::spawn(
                                 async move {
                                     match TcpStream::from_std(std_tcp) {
@@ -113,13 +154,20 @@ impl PerThread {
         }))
     }
 
-    fn dispatch(&self, tcp: TcpStream, peer: SocketAddr, permit: OwnedSemaphorePermit, span: tracing::Span) {
+    fn dispatch(
+        &self,
+        tcp: TcpStream,
+        peer: SocketAddr,
+        permit: OwnedSemaphorePermit,
+        span: tracing::Span,
+        shared: Arc<Shared>,
+    ) {
         let std_tcp = match tcp.into_std() {
             Ok(s) => s,
             Err(e) => return error!(error = %e, "cannot hand a connection to a worker"),
         };
         let i = self.next.fetch_add(1, Ordering::Relaxed) % self.senders.len();
-        if self.senders[i].send((std_tcp, peer, permit, span)).is_err() {
+        if self.senders[i].send((std_tcp, peer, permit, span, shared)).is_err() {
             error!("a worker thread has stopped; connection dropped");
         }
     }
@@ -130,7 +178,7 @@ impl PerThread {
 pub async fn run(
     listener: TcpListener,
     sessions: Sessions,
-    shared: Arc<Shared>,
+    shared: Arc<SharedCell>,
     close_tx: watch::Sender<bool>,
     max_connections: usize,
     drain_timeout: Duration,
@@ -165,9 +213,9 @@ pub async fn run(
         );
         match permits.clone().try_acquire_owned() {
             Ok(permit) => match &sessions {
-                Sessions::PerThread(workers) => workers.dispatch(tcp, peer, permit, span),
+                Sessions::PerThread(workers) => workers.dispatch(tcp, peer, permit, span, shared.current()),
                 Sessions::Shared => {
-                    let shared = shared.clone();
+                    let shared = shared.current();
                     tokio::spawn(
                         async move {
                             session::run(tcp, peer, shared).await;

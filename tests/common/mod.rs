@@ -255,6 +255,32 @@ impl Proxy {
         self.try_connect(&t).await.expect("connect through proxy")
     }
 
+    /// Sends SIGHUP (reload) and waits until the log shows its outcome:
+    /// `true` for "configuration reloaded", `false` for a refused reload.
+    pub async fn reload(&self) -> bool {
+        let count = |log: &str, what: &str| log.matches(what).count();
+        let before = self.log_text();
+        let (ok0, bad0) = (
+            count(&before, "configuration reloaded"),
+            count(&before, "configuration reload refused"),
+        );
+        let _ = Command::new("kill")
+            .args(["-HUP", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            let log = self.log_text();
+            if count(&log, "configuration reloaded") > ok0 {
+                return true;
+            }
+            if count(&log, "configuration reload refused") > bad0 {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("no reload outcome logged:\n{}", self.log_text());
+    }
+
     /// Sends SIGTERM.
     pub fn terminate(&self) {
         let _ = Command::new("kill")
