@@ -1,4 +1,6 @@
-//! Command line: `serve`, `token` and `check-config`.
+//! Command line: `serve`, `token`, `check-config` and `audit`.
+
+mod audit_cmd;
 
 use std::process::ExitCode;
 
@@ -38,6 +40,11 @@ enum Command {
     /// Exits 0 and prints a summary when the configuration is usable, and
     /// non-zero with the reason when it is not.
     CheckConfig(ServeArgs),
+    /// Run the database posture check (tenant.audit() from sql/) and report.
+    ///
+    /// Exits 0 when there are no findings, 1 when there are any, and 2 on
+    /// usage, connection or query errors.
+    Audit(audit_cmd::AuditArgs),
 }
 
 fn load(mut args: ServeArgs) -> Result<pg_tenant_proxy::config::Config, String> {
@@ -50,6 +57,7 @@ fn load(mut args: ServeArgs) -> Result<pg_tenant_proxy::config::Config, String> 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Audit(args) => audit_cmd::run(&args),
         Command::Token(args) => match pg_tenant_proxy::token::mint(&args) {
             Ok(t) => {
                 println!("{t}");
