@@ -1,6 +1,8 @@
-//! Command line: `serve`, `token`, `check-config` and `audit`.
+//! Command line: `serve`, `token`, `check-config`, `audit` and the hidden
+//! `healthcheck` (for the container image).
 
 mod audit_cmd;
+mod healthcheck_cmd;
 
 use std::process::ExitCode;
 
@@ -45,6 +47,9 @@ enum Command {
     /// Exits 0 when there are no findings, 1 when there are any, and 2 on
     /// usage, connection or query errors.
     Audit(audit_cmd::AuditArgs),
+    /// GET the admin listener's /healthz (for the image's HEALTHCHECK; no curl needed).
+    #[command(hide = true)]
+    Healthcheck(healthcheck_cmd::HealthcheckArgs),
 }
 
 fn load(mut args: ServeArgs) -> Result<pg_tenant_proxy::config::Config, String> {
@@ -58,6 +63,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Audit(args) => audit_cmd::run(&args),
+        Command::Healthcheck(args) => healthcheck_cmd::run(&args),
         Command::Token(args) => match pg_tenant_proxy::token::mint(&args) {
             Ok(t) => {
                 println!("{t}");
