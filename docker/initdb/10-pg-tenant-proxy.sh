@@ -7,12 +7,14 @@
 #  2. creates the proxy's login role, member of tenant_app only, with the
 #     password the `secrets` service generated (read by psql itself, so it
 #     appears in no command line);
-#  3. loads the two demo tenants from sql/demo/seed.sql;
-#  4. runs the posture check and fails the initialisation if it finds anything.
+#  3. installs the context key when sql/ has tenant.add_context_key();
+#  4. loads the two demo tenants from sql/demo/seed.sql;
+#  5. runs the posture check and fails the initialisation if it finds anything.
 set -euo pipefail
 
 SQL_DIR=${PGTP_SQL_DIR:-/pgtp/sql}
 PASSWORD_FILE=${PGTP_LOGIN_PASSWORD_FILE:-/run/pgtp/upstream-password}
+CONTEXT_KEY_FILE=${PGTP_CONTEXT_KEY_FILE:-/run/pgtp/context-key}
 
 run_psql() {
   psql -X -q -v ON_ERROR_STOP=1 --username "$POSTGRES_USER" --dbname "$POSTGRES_DB" "$@"
@@ -33,6 +35,17 @@ echo "pg-tenant-proxy init: creating role proxy_login (member of tenant_app)"
 run_psql -v pwfile="$PASSWORD_FILE" <<'SQL'
 \set pw `cat :'pwfile'`
 CREATE ROLE proxy_login LOGIN PASSWORD :'pw' IN ROLE tenant_app;
+SQL
+
+# Verified tenant context (sql/05_context.sql, where present): install the
+# key the proxy signs with, as key id 1 (the proxy's default --context-key-id).
+run_psql -v ctxfile="$CONTEXT_KEY_FILE" <<'SQL'
+SELECT to_regprocedure('tenant.add_context_key(text,text)') IS NOT NULL AS has_context \gset
+\if :has_context
+\echo pg-tenant-proxy init: installing the context key as id 1
+\set ctxkey `cat :'ctxfile'`
+SELECT tenant.add_context_key('1', :'ctxkey') \g /dev/null
+\endif
 SQL
 
 echo "pg-tenant-proxy init: loading sql/demo/seed.sql (tenants A and B)"
