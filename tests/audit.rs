@@ -255,3 +255,75 @@ fn wrong_password_missing_schema_tls_and_usage_errors_exit_2() {
     assert!(!text(&help.stdout).contains("pw-marker-31337"));
     assert_eq!(help.status.code(), Some(0));
 }
+
+/// A CA and a server certificate for `localhost`/127.0.0.1; returns the CA file.
+fn pki(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let key = KeyPair::generate().unwrap();
+    let cert = CertificateParams::new(vec!["localhost".to_string()])
+        .unwrap()
+        .signed_by(&key, &issuer)
+        .unwrap();
+    let w = |name: &str, body: String| {
+        let p = dir.join(name);
+        std::fs::write(&p, body).unwrap();
+        p
+    };
+    (
+        w("ca.pem", ca.pem()),
+        w("server.pem", cert.pem()),
+        w("server.key", key.serialize_pem()),
+    )
+}
+
+/// TLS through the project's rustls setup: verify-full against the test CA
+/// gets through the handshake (the proxy then refuses tenant.audit() to a
+/// tenant: exit 2 at the query, not at the connection); another CA fails the
+/// handshake. The token used as the password is never printed.
+#[tokio::test]
+async fn verify_full_uses_sslrootcert_and_a_wrong_ca_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = pki(dir.path());
+    let other = tempfile::tempdir().unwrap();
+    let (other_ca, _, _) = pki(other.path());
+    let p = Proxy::start(&["--tls-cert", cert.to_str().unwrap(), "--tls-key", key.to_str().unwrap()]).await;
+    let token = p.token(ORG_A, Some(USER_A), 600);
+    let url = |root: &std::path::Path| {
+        format!(
+            "postgresql://app:{token}@localhost:{}/app?sslmode=verify-full&sslrootcert={}",
+            p.port,
+            root.display()
+        )
+    };
+
+    let ok = audit(&["--database-url", &url(&ca)], &[]);
+    let err = text(&ok.stderr);
+    assert!(
+        err.starts_with(&format!(
+            "pg-tenant-proxy audit: tenant.audit() failed on database app at localhost:{} as app: ",
+            p.port
+        )),
+        "{err}"
+    );
+    assert!(err.contains("(SQLSTATE 42501)"), "{err}");
+    assert_eq!(ok.status.code(), Some(2));
+
+    let bad = audit(&["--database-url", &url(&other_ca)], &[]);
+    let err = text(&bad.stderr);
+    assert!(
+        err.starts_with(&format!(
+            "pg-tenant-proxy audit: cannot connect to database app at localhost:{} as app: error performing TLS handshake: invalid peer certificate: ",
+            p.port
+        )),
+        "{err}"
+    );
+    assert_eq!(bad.status.code(), Some(2));
+    for out in [&ok, &bad] {
+        assert!(!text(&out.stdout).contains(&token) && !text(&out.stderr).contains(&token));
+    }
+}
