@@ -1,4 +1,8 @@
-//! Command line: `serve`, `token` and `check-config`.
+//! Command line: `serve`, `token`, `check-config`, `audit` and the hidden
+//! `healthcheck` (for the container image).
+
+mod audit_cmd;
+mod healthcheck_cmd;
 
 use std::process::ExitCode;
 
@@ -38,6 +42,14 @@ enum Command {
     /// Exits 0 and prints a summary when the configuration is usable, and
     /// non-zero with the reason when it is not.
     CheckConfig(ServeArgs),
+    /// Run the database posture check (tenant.audit() from sql/) and report.
+    ///
+    /// Exits 0 when there are no findings, 1 when there are any, and 2 on
+    /// usage, connection or query errors.
+    Audit(audit_cmd::AuditArgs),
+    /// GET the admin listener's /healthz (for the image's HEALTHCHECK; no curl needed).
+    #[command(hide = true)]
+    Healthcheck(healthcheck_cmd::HealthcheckArgs),
 }
 
 fn load(mut args: ServeArgs) -> Result<pg_tenant_proxy::config::Config, String> {
@@ -50,6 +62,8 @@ fn load(mut args: ServeArgs) -> Result<pg_tenant_proxy::config::Config, String> 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Audit(args) => audit_cmd::run(&args),
+        Command::Healthcheck(args) => healthcheck_cmd::run(&args),
         Command::Token(args) => match pg_tenant_proxy::token::mint(&args) {
             Ok(t) => {
                 println!("{t}");
