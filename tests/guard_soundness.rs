@@ -8,7 +8,7 @@
 //! back as the proxy's error with exactly the SQLSTATE the guard decides.
 //!
 //! Deterministic: `PGTP_SOUNDNESS_SEED` (default below) and
-//! `PGTP_SOUNDNESS_N` mutated statements (default 2,500, each sent in both
+//! `PGTP_SOUNDNESS_N` mutated statements (default 5,000, each sent in both
 //! protocols) for a longer run. The issue-11 reproduction is always sent
 //! first, unless `PGTP_SOUNDNESS_NO_REPRO` is set. Figures are printed
 //! (`--nocapture`).
@@ -27,7 +27,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 const PROXY_PREFIX: &str = "pg-tenant-proxy";
-const DEFAULT_N: usize = 2_500;
+const DEFAULT_N: usize = 5_000;
 const DEFAULT_SEED: u64 = 0x5eed_0011_f00d_cafe;
 
 /// splitmix64: a small deterministic generator (no dependency, same stream
