@@ -78,11 +78,17 @@ async fn every_attack_is_refused_and_changes_nothing() {
             .err()
             .unwrap_or_else(|| panic!("{}: Parse was not refused", case.name));
         let db = err.as_db_error().unwrap();
-        assert!(
-            db.code().code() == expected_code(case) || db.code().code() == "42601",
-            "{}: Parse gave {} {}",
-            case.name,
+        assert_eq!(
             db.code().code(),
+            expected_code(case),
+            "{}: Parse gave {}",
+            case.name,
+            db.message()
+        );
+        assert!(
+            db.message().starts_with(PROXY_PREFIX),
+            "{}: {}",
+            case.name,
             db.message()
         );
         // Nothing moved.
