@@ -32,8 +32,8 @@ for t in "${TARGETS[@]}"; do
     grep -E "disagreement|panicked" -A3 "$SCRATCH/$t.log" >&2 || tail -40 "$SCRATCH/$t.log" >&2
     exit 1
   fi
-  runs=$(awk '/stat::number_of_executed_units/ {print $2}' "$SCRATCH/$t.log")
-  cov=$(grep -E '^#[0-9]+ +(DONE|pulse|INITED)' "$SCRATCH/$t.log" | tail -1 | grep -oE 'cov: [0-9]+ ft: [0-9]+')
+  runs=$(awk '/stat::number_of_executed_units/ {print $2}' "$SCRATCH/$t.log" || true)
+  cov=$(grep -E '^#[0-9]+[[:space:]]+(DONE|pulse|INITED)' "$SCRATCH/$t.log" | tail -1 | grep -oE 'cov: [0-9]+ ft: [0-9]+' || true)
   if [ -z "$runs" ] || [ "$runs" -lt "$n" ]; then
     echo "fuzz: $t ran $runs inputs, fewer than its $n corpus inputs" >&2
     exit 1
