@@ -1,10 +1,17 @@
 #!/usr/bin/env bash
 # Every test of the project, in one command (what CI runs):
 #   1. cargo test: unit tests, the proxy against a throwaway PostgreSQL
-#      (tests/core.rs, tests/tls.rs, tests/guard_proxy.rs) and the guard corpora;
-#   2. the psql isolation suite (tests/isolation/run.sh);
-#   3. the 1M-row index and latency check (tests/isolation/perf/run.sh);
-#   4. real client drivers through the proxy (tests/drivers/run.sh: psql, pgbench,
+#      (tests/core.rs, tests/tls.rs, tests/guard_proxy.rs, the mutation-based
+#      soundness test tests/guard_soundness.rs), the guard corpora, and the
+#      fuzz corpora replayed on stable through the fuzz oracles
+#      (tests/fuzz_corpus.rs);
+#   2. a short run of the fuzz targets on their committed corpora
+#      (tests/fuzz-regression.sh, about a minute) when `cargo +nightly` and
+#      cargo-fuzz are installed; without them, step 1's stable replay is the
+#      only corpus check, and this script says so;
+#   3. the psql isolation suite (tests/isolation/run.sh);
+#   4. the 1M-row index and latency check (tests/isolation/perf/run.sh);
+#   5. real client drivers through the proxy (tests/drivers/run.sh: psql, pgbench,
 #      psycopg 3, asyncpg, node-postgres, postgres.js, pgjdbc, pgx, lib/pq).
 # Needs PostgreSQL 15 server binaries, psql, libclang for the SQL parser and the
 # drivers (.ci/run installs them; tests/drivers/install.sh for the drivers).
@@ -44,10 +51,27 @@ cargo_tests() {
     echo "cargo test: $(awk '/^test result:/ {p += $4; f += $6} END {print p+0 " passed, " f+0 " failed"}' /tmp/pgtp-cargo-test.log)"
     return 1
   fi
+  # The corpus replay and the soundness test must have run, not been skipped.
+  local t
+  for t in every_committed_corpus_input_agrees_with_postgresql mutated_corpus_statements_never_move_the_tenant; do
+    grep -q "^test $t \.\.\. ok" /tmp/pgtp-cargo-test.log || {
+      echo "cargo test did not run $t"
+      return 1
+    }
+  done
   echo "cargo test: $(awk '/^test result:/ {p += $4; f += $6} END {print p+0 " passed, " f+0 " failed"}' /tmp/pgtp-cargo-test.log)"
 }
 
+fuzz_regression() {
+  if cargo +nightly --version >/dev/null 2>&1 && cargo +nightly fuzz --version >/dev/null 2>&1; then
+    tests/fuzz-regression.sh
+  else
+    echo "fuzz: cargo +nightly or cargo-fuzz missing: the corpora were replayed on stable only (tests/fuzz_corpus.rs, in cargo test); install both for the libFuzzer run"
+  fi
+}
+
 part "cargo test" cargo_tests
+part "fuzz targets on their committed corpora" fuzz_regression
 part "isolation suite (psql through the proxy)" tests/isolation/run.sh
 part "1M-row index and latency check" tests/isolation/perf/run.sh
 part "client drivers through the proxy" tests/drivers/run.sh

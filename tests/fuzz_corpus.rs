@@ -1,0 +1,248 @@
+//! The fuzz targets' committed corpora (`fuzz/corpus/<target>/`) replayed on
+//! stable Rust through the same oracles (`fuzz/oracles.rs`), so `cargo test`
+//! checks every committed input even where nightly or cargo-fuzz is missing;
+//! and the oracles themselves shown able to fail: each one rejects the claims
+//! the screen made before the CR-comment fix (parent of f3b0945).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+#[path = "../fuzz/oracles.rs"]
+mod oracles;
+
+use std::path::Path;
+
+/// Each target's corpus must hold at least this many inputs: a missing or
+/// emptied corpus fails instead of passing.
+const MIN_INPUTS: usize = 200;
+
+#[test]
+fn every_committed_corpus_input_agrees_with_postgresql() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus");
+    let mut failures = Vec::new();
+    for target in oracles::TARGETS {
+        let dir = root.join(target);
+        let mut n = 0usize;
+        for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+            let path = entry.unwrap().path();
+            let data = std::fs::read(&path).unwrap();
+            if let Err(e) = oracles::check(target, &data) {
+                failures.push(format!("{target} {}: {e}", path.display()));
+            }
+            n += 1;
+        }
+        assert!(n >= MIN_INPUTS, "{target}: only {n} corpus inputs in {}", dir.display());
+    }
+    assert!(
+        failures.is_empty(),
+        "{} disagreements:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+/// The seeds must reach the decisions the oracles judge, or a replay proves
+/// nothing: some inputs pass each screen, some get rewritten.
+#[test]
+fn the_corpora_exercise_every_claim() {
+    use pg_tenant_proxy::guard::probe;
+    use pg_tenant_proxy::guard::Verdict;
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus");
+    let read = |target: &str| -> Vec<Vec<u8>> {
+        std::fs::read_dir(root.join(target))
+            .unwrap()
+            .map(|e| std::fs::read(e.unwrap().path()).unwrap())
+            .collect()
+    };
+    let texts = |target: &str| -> Vec<String> {
+        read(target)
+            .into_iter()
+            .filter_map(|d| String::from_utf8(d).ok())
+            .collect()
+    };
+    let fast = texts("fast_path");
+    let one = fast.iter().filter(|t| probe::one_plain_statement(t)).count();
+    let many = fast.iter().filter(|t| probe::plainly_safe(t)).count();
+    assert!(
+        one >= 20 && many >= 20,
+        "one_plain_statement {one}, plainly_safe {many}"
+    );
+    let kw = texts("first_keyword")
+        .iter()
+        .filter(|t| probe::starts_with_query_keyword(t))
+        .count();
+    assert!(kw >= 20, "starts_with_query_keyword true on {kw}");
+    let cont = texts("string_continuation")
+        .iter()
+        .filter(|t| !oracles::continuations(t).is_empty())
+        .count();
+    assert!(cont >= 10, "{cont} inputs with a string continuation");
+    let scope = pg_tenant_proxy::guard::TenantScope::new(oracles::ORG);
+    let rewritten = read("notify_rewrite")
+        .iter()
+        .filter(|d| matches!(oracles::guard().check_query(d, &scope), Verdict::Rewrite(_)))
+        .count();
+    assert!(rewritten >= 10, "{rewritten} inputs rewritten");
+}
+
+#[test]
+fn the_continuation_oracle_finds_known_continuations() {
+    for (text, at) in [
+        ("'a'\n'b'", 2),
+        ("'a'\r'b'", 2),
+        ("'a' -- c\r'b'", 2),
+        ("SELECT 'x', E'a\\'b'\r\n'c'", 18),
+        ("SELECT B'01'\x0c\n'10'", 11),
+        ("SELECT 'it''s' /* */ , 'a'\n'b'", 25),
+    ] {
+        let found: Vec<usize> = oracles::continuations(text).into_iter().map(|(q, _)| q).collect();
+        assert_eq!(found, vec![at], "{text:?}");
+        assert!(
+            oracles::check("string_continuation", text.as_bytes()).is_ok(),
+            "{text:?}"
+        );
+    }
+    for text in [
+        "'a' 'b'",
+        "'it''s'",
+        "'a\n'",
+        "'a' /* */\n'b'",
+        "$$a$$\n'b'",
+        "-- 'a'\n'b'",
+        "'a'\n'b",
+    ] {
+        assert!(oracles::continuations(text).is_empty(), "{text:?}");
+    }
+}
+
+/// The screen as it was before f3b0945: a `--` comment ended only at LF, and
+/// only LF counted as the newline of a continuation.
+fn old_string_continues_after(b: &[u8], at: usize) -> (bool, usize) {
+    let mut j = at + 1;
+    let mut newline = false;
+    loop {
+        match b.get(j) {
+            Some(c) if matches!(c, b' ' | b'\t' | b'\n' | b'\r' | b'\x0c') => {
+                newline |= *c == b'\n';
+                j += 1;
+            }
+            Some(b'-') if b.get(j + 1) == Some(&b'-') => {
+                while b.get(j).is_some_and(|c| *c != b'\n') {
+                    j += 1;
+                }
+            }
+            _ => break,
+        }
+    }
+    (newline && b.get(j) == Some(&b'\''), j)
+}
+
+#[test]
+fn each_oracle_rejects_the_old_screens_answers() {
+    // The original bypass: the old screen read "a comment, then SELECT".
+    for stmt in [
+        "-- x\r/*\nSELECT */ SET app.current_organization_id = 'b'",
+        "--\r/* \n select */ reset all",
+        "\x0bSELECT 1",
+        "select1",
+        "SELECT$1",
+        "selecté",
+        "(SET x = 1)",
+    ] {
+        assert!(
+            oracles::first_keyword_claim(stmt, true).is_err(),
+            "first_keyword oracle accepted a false claim on {stmt:?}"
+        );
+    }
+    for stmt in [
+        "SELECT 1",
+        "/* /* */ */ ((select 1))",
+        "-- x\r\nTABLE t",
+        "(\r\x0cvalues (1))",
+    ] {
+        assert!(oracles::first_keyword_claim(stmt, true).is_ok(), "{stmt:?}");
+    }
+    // A continuation after CR, which the old screen missed.
+    let passes = |b: &[u8]| {
+        !b.contains(&b'\\') && !old_string_continues_after(b, b.iter().position(|c| *c == b'\'').unwrap_or(0)).0
+    };
+    for text in ["SELECT 'set_'\r'config'", "SELECT 'set_' -- x\r'config'", "'a'\r'b'"] {
+        assert!(
+            oracles::string_continuation_claims(text, passes, old_string_continues_after).is_err(),
+            "string_continuation oracle accepted the old screen on {text:?}"
+        );
+        assert!(
+            oracles::check("string_continuation", text.as_bytes()).is_ok(),
+            "{text:?}"
+        );
+    }
+    // The old screen passed the bypass on the parse-free path: the fast-path
+    // oracle rejects that answer, and accepts today's.
+    let bypass = "-- x\r/*\nSELECT */ SET app.current_organization_id = 'b'";
+    assert!(oracles::fast_path_claims(bypass, true, false).is_err());
+    assert!(oracles::fast_path_claims("SELECT 1; SELECT 2", true, false).is_err());
+    assert!(oracles::fast_path_claims("SELECT 1; SET ROLE x", false, true).is_err());
+    assert!(oracles::check("fast_path", bypass.as_bytes()).is_ok());
+}
+
+#[test]
+fn the_rewrite_oracle_checks_scoping() {
+    for text in [
+        "LISTEN x",
+        "SELECT 1; NOTIFY a, 'p'; /* c */ UNLISTEN b;",
+        "UNLISTEN *; LISTEN \"Q\"\"x\"",
+    ] {
+        assert!(oracles::check("notify_rewrite", text.as_bytes()).is_ok(), "{text:?}");
+        let scope = pg_tenant_proxy::guard::TenantScope::new(oracles::ORG);
+        assert!(
+            matches!(
+                oracles::guard().check_query(text.as_bytes(), &scope),
+                pg_tenant_proxy::guard::Verdict::Rewrite(_)
+            ),
+            "{text:?}"
+        );
+    }
+    // Wrong rewrites are caught: unscoped, another tenant's prefix, a changed
+    // neighbour, a lost statement.
+    let ours = |c: &str| format!("\"{}{c}\"", oracles::ORG_CHANNEL_PREFIX);
+    for (old, new) in [
+        ("LISTEN x", "LISTEN x".to_owned()),
+        ("LISTEN x", "LISTEN \"qqqqqgAAQACAAAAAAAAAAg:x\"".to_owned()),
+        ("SELECT 1; LISTEN x", format!("SELECT 2; LISTEN {}", ours("x"))),
+        ("SELECT 1; LISTEN x", format!("LISTEN {}", ours("x"))),
+        ("NOTIFY x, 'a'", format!("NOTIFY {}, 'b'", ours("x"))),
+        (
+            "SELECT 1; /* c */ LISTEN x",
+            format!("SELECT 1; /* d */ LISTEN {}", ours("x")),
+        ),
+        (
+            "LISTEN x; -- c\nSELECT 1",
+            format!("LISTEN {}; -- d\nSELECT 1", ours("x")),
+        ),
+    ] {
+        assert!(oracles::check_rewrite(old, &new).is_err(), "{old:?} -> {new:?}");
+    }
+    assert!(oracles::check_rewrite("SELECT 1; LISTEN x", &format!("SELECT 1; LISTEN {}", ours("x"))).is_ok());
+    // pg_notify(): only the channel argument may change, and only by the prefix.
+    let p = oracles::ORG_CHANNEL_PREFIX;
+    assert!(oracles::check_rewrite(
+        "SELECT pg_notify($1, $2)",
+        &format!("SELECT pg_notify(('{p}' || ($1\n)), $2)")
+    )
+    .is_ok());
+    for new in [
+        "SELECT pg_notify($1, $2)".to_owned(),
+        "SELECT pg_notify(('qqqqqgAAQACAAAAAAAAAAg:' || ($1\n)), $2)".to_owned(),
+        format!("SELECT pg_notify(('{p}' || ($1\n)), $3)"),
+        format!("SELECT pg_notify(('{p}' || ($1\n)), $2) FROM t"),
+        format!("SELECT pg_notify($1 || '{p}', $2)"),
+    ] {
+        assert!(
+            oracles::check_rewrite("SELECT pg_notify($1, $2)", &new).is_err(),
+            "{new:?}"
+        );
+    }
+    assert!(oracles::check("notify_rewrite", b"SELECT pg_notify('a', 'b')").is_ok());
+    // The prefix the oracle expects is the guard's (computed independently).
+    let scope = pg_tenant_proxy::guard::TenantScope::new(oracles::ORG);
+    assert_eq!(scope.scoped_channel("x"), format!("{}x", oracles::ORG_CHANNEL_PREFIX));
+}
