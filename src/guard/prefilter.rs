@@ -244,9 +244,12 @@ const NEXT_BYTE: [u8; 256] = {
 /// would not appear in the raw text. Whether the quote at `at` is followed,
 /// across whitespace and `--` comments that include a newline (LF or CR),
 /// by another quote; and where the whitespace and comments after it end.
-/// It answers "continues" for every continuation `scan.l` reads
-/// (`quotecontinue`), and for some texts that are not one (such as a block
-/// comment's quote), which only sends them to the full walk.
+/// It answers "continues" for every continuation PostgreSQL 15's `scan.l`
+/// reads (`quotecontinue`), and for some texts that are not one (such as a
+/// block comment's quote), which only sends them to the full walk. Newer
+/// lexers also continue across a vertical tab (`'a'\x0b\n'b'`), which this
+/// scan stops at; [`no_hidden_names`] declines every text with a VT, so such
+/// a text never takes the parse-free path either way.
 pub(crate) fn string_continues_after(b: &[u8], at: usize) -> (bool, usize) {
     let mut j = at.saturating_add(1);
     let mut newline = false;
