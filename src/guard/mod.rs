@@ -41,7 +41,11 @@ pub use notify::MAX_CLIENT_CHANNEL_BYTES;
 
 /// The settings the proxy pins at upstream startup. Always protected, even
 /// when the configured list omits them.
-pub const PINNED_SETTINGS: [&str; 2] = ["app.current_organization_id", "app.current_user_id"];
+pub const PINNED_SETTINGS: [&str; 3] = [
+    "app.current_organization_id",
+    "app.current_user_id",
+    "app.context_proof",
+];
 
 /// Policy switches, from the `[guard]` section of the configuration.
 #[derive(Debug, Clone, serde::Deserialize)]

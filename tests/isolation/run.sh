@@ -4,21 +4,30 @@
 #   tests/isolation/run.sh            run every tests/isolation/*.sql, diff against expected/
 #   tests/isolation/run.sh --accept   same, then overwrite expected/*.out with the results
 #   tests/isolation/run.sh --direct   development mode: no proxy; "tenant" scripts connect
-#                                     straight to PostgreSQL as proxy_login with PGOPTIONS
-#                                     carrying exactly the proxy's startup parameters.
+#                                     straight to PostgreSQL as proxy_login over the Unix
+#                                     socket, with PGOPTIONS carrying exactly the proxy's
+#                                     startup parameters (the context proof minted with
+#                                     `pg-tenant-proxy context-proof --unix`).
 #                                     Scripts marked "-- requires: proxy" are skipped.
 #   tests/isolation/run.sh NAME...    only the named scripts (e.g. tenant_a_visibility)
 #
 # What it does: starts a throwaway PostgreSQL (tests/support/pg.sh), creates database
 # `app`, applies sql/*.sql twice with the DBA contract command and checks that the
 # second pass changed nothing (schema, ACL and role snapshots), creates the login roles,
-# seeds two organizations (sql/demo/seed.sql), starts pg-tenant-proxy, mints one token
-# per tenant, and runs each script with plain psql. Each script names on its first
+# installs context key 1 (tenant.add_context_key), seeds two organizations
+# (sql/demo/seed.sql), starts pg-tenant-proxy with that key and a second one with
+# key 2 (not installed: the key-rotation script installs it), mints one token per
+# tenant, and runs each script with plain psql. Each script names on its first
 # lines how it connects ("-- run-as: ..."):
 #   tenant_a / tenant_b   through the proxy with that tenant's token
 #   login_role            directly to PostgreSQL as proxy_login, no proxy
 #   superuser             directly as the superuser (posture checks, DBA tasks)
 #
+# Scripts that need more than one connection (replays, key rotation) read these from
+# the environment with \getenv, or use them in \! commands: ISO_PROXY_PORT,
+# ISO_PROXY2_PORT (the proxy with key 2), ISO_TOKEN_A, ISO_TOKEN_B, ISO_PG_PORT,
+# ISO_LOGIN_PASSWORD, ISO_KEY1_FILE, ISO_KEY2_FILE, ISO_PROXY_BIN; PGHOST/PGPORT/PGUSER
+# reach the superuser over the Unix socket.
 # Environment: PROXY_BIN (default target/debug/pg-tenant-proxy, built with cargo when
 # missing or older than src/), PG_BIN (server binaries, see tests/support/pg.sh).
 # Output: one "ok"/"FAILED" line per check, the diff of each failure, then exactly
@@ -56,9 +65,11 @@ source "$ROOT/tests/support/pg.sh"
 
 WORK=$(mktemp -d /tmp/pgtp-isolation.XXXXXX)
 PROXY_PID=
+PROXY2_PID=
 cleanup() {
   local rc=$?
   if [ -n "$PROXY_PID" ]; then kill "$PROXY_PID" 2>/dev/null || true; wait "$PROXY_PID" 2>/dev/null || true; fi
+  if [ -n "$PROXY2_PID" ]; then kill "$PROXY2_PID" 2>/dev/null || true; wait "$PROXY2_PID" 2>/dev/null || true; fi
   pg_stop || true
   rm -rf "$WORK"
   exit "$rc"
@@ -113,35 +124,48 @@ CREATE ROLE proxy_login LOGIN PASSWORD :'pw' IN ROLE tenant_app;
 CREATE ROLE proxy_login_noinherit LOGIN NOINHERIT PASSWORD :'pw' IN ROLE tenant_app;
 ALTER ROLE proxy_login_noinherit SET role = 'tenant_app';
 SQL
+# Context keys: 1 is installed now, as the DBA guide says; 2 is for the rotation script.
+KEY1_FILE="$WORK/context-key-1" KEY2_FILE="$WORK/context-key-2"
+od -An -N24 -tx1 /dev/urandom | tr -d ' \n' >"$KEY1_FILE"; echo >>"$KEY1_FILE"
+od -An -N24 -tx1 /dev/urandom | tr -d ' \n' >"$KEY2_FILE"; echo >>"$KEY2_FILE"
+pg_psql -d app -v key="$(cat "$KEY1_FILE")" <<<"SELECT tenant.add_context_key('1', :'key');" >/dev/null
 pg_psql -d app -f "$ROOT/sql/demo/seed.sql" >/dev/null
+export ISO_PG_PORT=$PG_PORT ISO_LOGIN_PASSWORD=$LOGIN_PASSWORD ISO_KEY1_FILE=$KEY1_FILE ISO_KEY2_FILE=$KEY2_FILE
 
 # --- proxy ------------------------------------------------------------------------
-if [ "$DIRECT" = 0 ]; then
-  if [ -z "${PROXY_BIN:-}" ]; then
-    PROXY_BIN=$ROOT/target/debug/pg-tenant-proxy
-    # Build when missing or older than the sources, so the suite tests this tree.
-    if [ ! -x "$PROXY_BIN" ] || [ -n "$(find src Cargo.toml Cargo.lock -newer "$PROXY_BIN" -print -quit)" ]; then
-      echo "building pg-tenant-proxy ..."
-      cargo build --quiet --bin pg-tenant-proxy
-    fi
+if [ -z "${PROXY_BIN:-}" ]; then
+  PROXY_BIN=$ROOT/target/debug/pg-tenant-proxy
+  # Build when missing or older than the sources, so the suite tests this tree.
+  if [ ! -x "$PROXY_BIN" ] || [ -n "$(find src Cargo.toml Cargo.lock -newer "$PROXY_BIN" -print -quit)" ]; then
+    echo "building pg-tenant-proxy ..."
+    cargo build --quiet --bin pg-tenant-proxy
   fi
-  SECRET_FILE="$WORK/jwt.secret"
-  od -An -N32 -tx1 /dev/urandom | tr -d ' \n' >"$SECRET_FILE"
-  PROXY_PORT=$(pg_free_port)
-  "$PROXY_BIN" serve --listen "127.0.0.1:$PROXY_PORT" \
+fi
+export ISO_PROXY_BIN=$PROXY_BIN
+# start_proxy LOG KEY_ID KEY_FILE: starts a proxy on a free port; sets STARTED_PID/STARTED_PORT.
+start_proxy() {
+  STARTED_PORT=$(pg_free_port)
+  "$PROXY_BIN" serve --listen "127.0.0.1:$STARTED_PORT" \
     --upstream "postgresql://proxy_login:$LOGIN_PASSWORD@127.0.0.1:$PG_PORT/app" \
-    --jwt-secret-file "$SECRET_FILE" >"$WORK/proxy.log" 2>&1 &
-  PROXY_PID=$!
+    --jwt-secret-file "$SECRET_FILE" --context-key-id "$2" --context-key-file "$3" >"$1" 2>&1 &
+  STARTED_PID=$!
   for _ in $(seq 1 100); do
-    if ! kill -0 "$PROXY_PID" 2>/dev/null; then
-      echo "pg-tenant-proxy exited during startup:" >&2; cat "$WORK/proxy.log" >&2; exit 1
+    if ! kill -0 "$STARTED_PID" 2>/dev/null; then
+      echo "pg-tenant-proxy exited during startup:" >&2; cat "$1" >&2; exit 1
     fi
-    (exec 3<>"/dev/tcp/127.0.0.1/$PROXY_PORT") 2>/dev/null && break
+    (exec 3<>"/dev/tcp/127.0.0.1/$STARTED_PORT") 2>/dev/null && break
     sleep 0.1
   done
+}
+if [ "$DIRECT" = 0 ]; then
+  SECRET_FILE="$WORK/jwt.secret"
+  od -An -N32 -tx1 /dev/urandom | tr -d ' \n' >"$SECRET_FILE"
+  start_proxy "$WORK/proxy.log" 1 "$KEY1_FILE"; PROXY_PID=$STARTED_PID PROXY_PORT=$STARTED_PORT
+  start_proxy "$WORK/proxy2.log" 2 "$KEY2_FILE"; PROXY2_PID=$STARTED_PID PROXY2_PORT=$STARTED_PORT
   TOKEN_A=$("$PROXY_BIN" token --jwt-secret-file "$SECRET_FILE" --org "$ORG_A" --sub "$USER_A" --ttl 3600)
   TOKEN_B=$("$PROXY_BIN" token --jwt-secret-file "$SECRET_FILE" --org "$ORG_B" --sub "$USER_B" --ttl 3600)
-  echo "proxy on 127.0.0.1:$PROXY_PORT"
+  export ISO_PROXY_PORT=$PROXY_PORT ISO_PROXY2_PORT=$PROXY2_PORT ISO_TOKEN_A=$TOKEN_A ISO_TOKEN_B=$TOKEN_B
+  echo "proxy on 127.0.0.1:$PROXY_PORT (context key 1), 127.0.0.1:$PROXY2_PORT (context key 2)"
 else
   echo "direct mode: tenant scripts connect as proxy_login with PGOPTIONS (no proxy, no guard)"
 fi
@@ -161,8 +185,10 @@ run_script() { # run-as file
       if [ "$DIRECT" = 0 ]; then
         PGPASSWORD=$token "${psql_cmd[@]}" -h 127.0.0.1 -p "$PROXY_PORT" -U app <"$file"
       else
-        PGPASSWORD=$LOGIN_PASSWORD PGOPTIONS="-c app.current_organization_id=$org -c app.current_user_id=$user" \
-          "${psql_cmd[@]}" -h 127.0.0.1 -p "$PG_PORT" -U proxy_login <"$file"
+        local proof
+        proof=$("$PROXY_BIN" context-proof --context-key-file "$KEY1_FILE" --org "$org" --user "$user" --ttl 3600 --unix)
+        PGOPTIONS="-c app.current_organization_id=$org -c app.current_user_id=$user -c app.context_proof=$proof" \
+          "${psql_cmd[@]}" -h "$PG_DIR" -p "$PG_PORT" -U proxy_login <"$file"
       fi ;;
     login_role)
       PGPASSWORD=$LOGIN_PASSWORD "${psql_cmd[@]}" -h 127.0.0.1 -p "$PG_PORT" -U proxy_login <"$file" ;;
@@ -197,6 +223,10 @@ done
 
 if [ -n "$PROXY_PID" ] && ! kill -0 "$PROXY_PID" 2>/dev/null; then
   echo "pg-tenant-proxy died during the run:"; tail -20 "$WORK/proxy.log"
+  FAILED=$((FAILED + 1))
+fi
+if [ -n "$PROXY2_PID" ] && ! kill -0 "$PROXY2_PID" 2>/dev/null; then
+  echo "pg-tenant-proxy (key 2) died during the run:"; tail -20 "$WORK/proxy2.log"
   FAILED=$((FAILED + 1))
 fi
 
