@@ -58,11 +58,13 @@ $fn$;
 -- through an initPlan), while scans may still run in parallel workers.
 CREATE OR REPLACE FUNCTION tenant.current_organization_id()
 RETURNS uuid
-LANGUAGE sql
+LANGUAGE plpgsql
 STABLE PARALLEL RESTRICTED
 SET search_path = pg_catalog, pg_temp
 AS $fn$
-  SELECT v.organization_id FROM tenant.verified_context() AS v
+BEGIN
+  RETURN (tenant.verified_context()).organization_id;
+END
 $fn$;
 
 -- tenant.current_user_id(): the session's end user, or NULL (service tokens,
@@ -70,11 +72,13 @@ $fn$;
 -- created_by_id/updated_by_id columns.
 CREATE OR REPLACE FUNCTION tenant.current_user_id()
 RETURNS uuid
-LANGUAGE sql
+LANGUAGE plpgsql
 STABLE PARALLEL RESTRICTED
 SET search_path = pg_catalog, pg_temp
 AS $fn$
-  SELECT v.user_id FROM tenant.verified_context() AS v
+BEGIN
+  RETURN (tenant.verified_context()).user_id;
+END
 $fn$;
 
 -- tenant.stamp_audit_columns(): BEFORE INSERT OR UPDATE row trigger.
