@@ -91,6 +91,8 @@ for arm in on off pre; do
   pg_psql -d "$db" -v key="$(cat "$KEY_FILE")" >/dev/null <<SQL
 ALTER TABLE pgbench_accounts ADD COLUMN organization_id uuid NOT NULL DEFAULT '$ORG';
 SELECT tenant.enable_isolation('public.pgbench_accounts');
+-- pgbench reads the scale from pgbench_branches (10 rows, not tenant data).
+GRANT SELECT ON pgbench_branches TO tenant_app;
 $arm_sql
 VACUUM ANALYZE;
 CHECKPOINT;
@@ -130,9 +132,10 @@ for round in $(seq 1 "$ROUNDS"); do
       # Rotate the arm order each round.
       order=("${ARMS[@]:$(( (round - 1) % 3 ))}" "${ARMS[@]:0:$(( (round - 1) % 3 ))}")
       for arm in "${order[@]}"; do
-        tps=$(pgbench -n -S -M "$mode" -c "$c" -j 2 -T "$DURATION" -h 127.0.0.1 -p "${PORT[$arm]}" -U app "bench_$arm" 2>&1 \
-              | sed -n 's/^tps = \([0-9.]*\).*/\1/p')
-        [ -n "$tps" ] || { echo "pgbench failed for $arm" >&2; exit 1; }
+        pgbench -n -S -M "$mode" -c "$c" -j 2 -T "$DURATION" -h 127.0.0.1 -p "${PORT[$arm]}" -U app "bench_$arm" \
+          >"$WORK/pgbench.out" 2>&1 || true
+        tps=$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' "$WORK/pgbench.out")
+        [ -n "$tps" ] || { echo "pgbench failed for $arm:" >&2; cat "$WORK/pgbench.out" >&2; exit 1; }
         printf '%s\t%s\t%s\t%s\t%s\n' "$round" "$mode" "$c" "$arm" "$tps" >>"$RES"
         log "round $round $mode c=$c $arm: $tps tps"
       done
