@@ -56,15 +56,18 @@ $fn$;
 -- generic plan, which would then carry one tenant's value into another
 -- statement. PARALLEL RESTRICTED: evaluated in the leader (policies call it
 -- through an initPlan), while scans may still run in parallel workers.
+--
+-- Both helpers are one-line SQL functions without a SET clause, so the
+-- planner inlines them: the policies' initPlan calls tenant.verified_context()
+-- directly. Their body names only the schema-qualified verifier, so the
+-- caller's search_path cannot redirect it; the verifier itself, which is
+-- SECURITY DEFINER, has its search_path pinned.
 CREATE OR REPLACE FUNCTION tenant.current_organization_id()
 RETURNS uuid
-LANGUAGE plpgsql
+LANGUAGE sql
 STABLE PARALLEL RESTRICTED
-SET search_path = pg_catalog, pg_temp
 AS $fn$
-BEGIN
-  RETURN (tenant.verified_context()).organization_id;
-END
+  SELECT (tenant.verified_context()).organization_id
 $fn$;
 
 -- tenant.current_user_id(): the session's end user, or NULL (service tokens,
@@ -72,13 +75,10 @@ $fn$;
 -- created_by_id/updated_by_id columns.
 CREATE OR REPLACE FUNCTION tenant.current_user_id()
 RETURNS uuid
-LANGUAGE plpgsql
+LANGUAGE sql
 STABLE PARALLEL RESTRICTED
-SET search_path = pg_catalog, pg_temp
 AS $fn$
-BEGIN
-  RETURN (tenant.verified_context()).user_id;
-END
+  SELECT (tenant.verified_context()).user_id
 $fn$;
 
 -- tenant.stamp_audit_columns(): BEFORE INSERT OR UPDATE row trigger.

@@ -95,8 +95,9 @@ SELECT tenant.hmac_sha256('\x00', '\x00');
 ROLLBACK;
 \set VERBOSITY default
 
--- The helpers: STABLE, verified_context SECURITY DEFINER with a pinned
--- search_path, owned by tenant_owner.
+-- The helpers: STABLE; verified_context SECURITY DEFINER with a pinned
+-- search_path; the two session helpers plain one-line SQL (no SET clause), so
+-- the planner inlines them; all owned by tenant_owner.
 SELECT p.oid::regprocedure AS function, p.provolatile AS volatility, p.prosecdef AS security_definer,
        p.proconfig AS settings, p.proowner::regrole AS owner
   FROM pg_proc p
@@ -105,10 +106,12 @@ SELECT p.oid::regprocedure AS function, p.provolatile AS volatility, p.prosecdef
  ORDER BY 1::text;
 
 -- Once per statement: the policies' (SELECT tenant.current_organization_id())
--- is an initPlan ($0) compared to the indexed column, not a per-row call.
+-- is an initPlan ($0) compared to the indexed column, not a per-row call; the
+-- helper is inlined, so the initPlan calls the verifier directly.
 BEGIN;
 SET LOCAL enable_seqscan = off;
 SET ROLE proxy_login;
 EXPLAIN (COSTS OFF) SELECT agent_id FROM agent_instances WHERE status = 'running';
+EXPLAIN (VERBOSE, COSTS OFF) SELECT agent_id FROM agent_instances WHERE status = 'running';
 EXPLAIN (COSTS OFF) UPDATE agent_instances SET status = 'idle' WHERE agent_id = 'a-agent-1';
 ROLLBACK;
