@@ -14,7 +14,12 @@
 #
 # Every round runs each (protocol, clients) cell once per arm, in an order
 # that rotates from round to round, so machine drift hits the arms alike.
-# Prints the median TPS per cell and arm over the rounds, and on/off, on/pre.
+# Prints the median TPS per cell and arm over the rounds, and on/off, on/pre,
+# and the median server CPU per transaction: the CPU time PostgreSQL's
+# backends used during the run (read from the postmaster's reaped-children
+# times in /proc, after the run's backends have exited) divided by the
+# transactions. On a shared machine TPS moves with the neighbours' load; CPU
+# per transaction mostly does not, so it shows the verification's own cost.
 #
 #   benches/context-verification.sh [--rounds N] [--duration S] [--clients "8 32"]
 #                                   [--pre-rev REV] [--no-build] [--out FILE]
@@ -123,6 +128,19 @@ done
 psql -X -h 127.0.0.1 -p "${PORT[on]}" -U app -d bench_on -c "SELECT tenant.context_status()" \
   -c "EXPLAIN (COSTS OFF) SELECT abalance FROM pgbench_accounts WHERE aid = 42" >&2
 
+PM_PID=$(head -1 "$PG_DIR/data/postmaster.pid")
+TICK_US=$(( 1000000 / $(getconf CLK_TCK) ))
+# utime + stime + cutime + cstime of the postmaster: its own CPU and that of
+# every backend it has reaped, in clock ticks.
+pg_ticks() { awk '{ print $14 + $15 + $16 + $17 }' "/proc/$PM_PID/stat"; }
+# Waits until the postmaster has no backends of the benchmark left (the
+# proxy closes its upstream sessions when pgbench disconnects).
+wait_backends_gone() {
+  for _ in $(seq 1 50); do
+    [ "$(pg_psql -d postgres -Atc "SELECT count(*) FROM pg_stat_activity WHERE usename = 'proxy_login'")" = 0 ] && return 0
+    sleep 0.1
+  done
+}
 RES=$WORK/results.tsv
 : >"$RES"
 ARMS=(on off pre)
@@ -132,12 +150,18 @@ for round in $(seq 1 "$ROUNDS"); do
       # Rotate the arm order each round.
       order=("${ARMS[@]:$(( (round - 1) % 3 ))}" "${ARMS[@]:0:$(( (round - 1) % 3 ))}")
       for arm in "${order[@]}"; do
+        wait_backends_gone
+        t0=$(pg_ticks)
         pgbench -n -S -M "$mode" -c "$c" -j 2 -T "$DURATION" -h 127.0.0.1 -p "${PORT[$arm]}" -U app "bench_$arm" \
           >"$WORK/pgbench.out" 2>&1 || true
+        wait_backends_gone
+        t1=$(pg_ticks)
         tps=$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' "$WORK/pgbench.out")
-        [ -n "$tps" ] || { echo "pgbench failed for $arm:" >&2; cat "$WORK/pgbench.out" >&2; exit 1; }
-        printf '%s\t%s\t%s\t%s\t%s\n' "$round" "$mode" "$c" "$arm" "$tps" >>"$RES"
-        log "round $round $mode c=$c $arm: $tps tps"
+        n=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' "$WORK/pgbench.out")
+        [ -n "$tps" ] && [ -n "$n" ] || { echo "pgbench failed for $arm:" >&2; cat "$WORK/pgbench.out" >&2; exit 1; }
+        cpu=$(( (t1 - t0) * TICK_US / n ))
+        printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$mode" "$c" "$arm" "$tps" "$cpu" >>"$RES"
+        log "round $round $mode c=$c $arm: $tps tps, server CPU $cpu us/tx"
       done
     done
   done
@@ -147,9 +171,10 @@ python3 - "$RES" "$ROUNDS" "$DURATION" "$(nproc)" <<'PY' | tee "${OUT:-/dev/null
 import statistics, sys
 rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1])]
 rounds, duration, cores = sys.argv[2], sys.argv[3], sys.argv[4]
-cells = {}
-for r, mode, c, arm, tps in rows:
+cells, cpu = {}, {}
+for r, mode, c, arm, tps, us in rows:
     cells.setdefault((mode, int(c)), {}).setdefault(arm, []).append(float(tps))
+    cpu.setdefault((mode, int(c)), {}).setdefault(arm, []).append(float(us))
 print(f"pgbench -S through pg-tenant-proxy, pgbench_accounts under RLS; median TPS of {rounds} interleaved rounds, "
       f"{duration} s each, {cores} cores shared with pgbench, PostgreSQL and the proxy\n")
 print("| protocol | clients | on (verified) | off | pre (helpers before) | on/off | on/pre | on runs | off runs |")
@@ -159,4 +184,12 @@ for (mode, c), arms in sorted(cells.items()):
     runs = lambda a: " ".join(f"{x:.0f}" for x in arms[a])
     print(f"| {mode} | {c} | {med['on']:.0f} | {med['off']:.0f} | {med['pre']:.0f} | "
           f"{med['on']/med['off']:.3f} | {med['on']/med['pre']:.3f} | {runs('on')} | {runs('off')} |")
+print("\nServer CPU per transaction (µs, median over rounds; all PostgreSQL backends)\n")
+print("| protocol | clients | on | off | pre | on - off | on - pre | on runs | off runs | pre runs |")
+print("|---|---|---|---|---|---|---|---|---|---|")
+for (mode, c), arms in sorted(cpu.items()):
+    med = {a: statistics.median(v) for a, v in arms.items()}
+    runs = lambda a: " ".join(f"{x:.0f}" for x in arms[a])
+    print(f"| {mode} | {c} | {med['on']:.0f} | {med['off']:.0f} | {med['pre']:.0f} | "
+          f"{med['on']-med['off']:+.0f} | {med['on']-med['pre']:+.0f} | {runs('on')} | {runs('off')} | {runs('pre')} |")
 PY
