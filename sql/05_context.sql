@@ -138,11 +138,14 @@ BEGIN
       RETURN;
     END IF;
   END IF;
-  -- Not verified: the settings count only when verification is switched off.
-  IF (SELECT s.verification FROM tenant.context_settings AS s) IS FALSE THEN
-    organization_id := tenant.uuid_or_null(org_text);
-    IF organization_id IS NOT NULL AND usr_text <> '' THEN
-      user_id := tenant.uuid_or_null(usr_text);
+  -- Not verified: the settings count only when verification is switched off,
+  -- and then only canonical UUIDs (the test of tenant.uuid_or_null(), written
+  -- out: a call to that SQL function would be planned on every statement).
+  IF (SELECT s.verification FROM tenant.context_settings AS s) IS FALSE
+     AND org_text ~ '^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}$' THEN
+    organization_id := org_text::uuid;
+    IF usr_text ~ '^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}$' THEN
+      user_id := usr_text::uuid;
     END IF;
   END IF;
 END

@@ -115,3 +115,24 @@ EXPLAIN (COSTS OFF) SELECT agent_id FROM agent_instances WHERE status = 'running
 EXPLAIN (VERBOSE, COSTS OFF) SELECT agent_id FROM agent_instances WHERE status = 'running';
 EXPLAIN (COSTS OFF) UPDATE agent_instances SET status = 'idle' WHERE agent_id = 'a-agent-1';
 ROLLBACK;
+
+-- Verification switched off (only explicitly, and tenant.audit() reports it):
+-- the settings are trusted without a proof, canonical UUIDs only.
+BEGIN;
+SELECT tenant.set_context_verification(false);
+SET ROLE proxy_login;
+SET app.current_organization_id = 'aaaaaaaa-0000-4000-8000-000000000001';
+SET app.current_user_id = 'aaaaaaaa-0001-4000-8000-000000000001';
+SELECT tenant.context_status(), tenant.current_organization_id() AS organization, tenant.current_user_id() AS user_id;
+SELECT organization_id, count(*) AS agents FROM agent_instances GROUP BY 1;
+SET app.current_user_id = 'not-a-uuid';
+SELECT tenant.current_organization_id() AS organization, tenant.current_user_id() AS user_id;
+SET app.current_organization_id = '{aaaaaaaa-0000-4000-8000-000000000001}';
+SELECT tenant.current_organization_id() AS organization, count(*) AS agents FROM agent_instances;
+ROLLBACK;
+-- Back on: the same session values without a proof open nothing.
+BEGIN;
+SET ROLE proxy_login;
+SET app.current_organization_id = 'aaaaaaaa-0000-4000-8000-000000000001';
+SELECT tenant.context_status(), tenant.current_organization_id() AS organization, count(*) AS agents FROM agent_instances;
+ROLLBACK;
