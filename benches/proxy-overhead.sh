@@ -209,12 +209,19 @@ fi
 PROXY_PORT=$(free_port)
 SECRET_FILE=$WORK/jwt-secret
 od -An -N32 -tx1 /dev/urandom | tr -d ' \n' >"$SECRET_FILE"
+# Context verification is on, as shipped: every proxy signs the context with
+# this key (the pgbench tables are not under RLS, so the database never reads
+# the proof here; benches/context-verification.sh measures its cost).
+CONTEXT_KEY_FILE=$WORK/context-key
+od -An -N24 -tx1 /dev/urandom | tr -d ' \n' >"$CONTEXT_KEY_FILE"
+# The key file unless the settings $1 choose context verification themselves.
+context_env() { [[ "$1" == *PGTP_CONTEXT_* ]] || echo "PGTP_CONTEXT_KEY_FILE=$CONTEXT_KEY_FILE"; }
 ORG=$(python3 -c 'import uuid; print(uuid.uuid4())')
 SUB=$(python3 -c 'import uuid; print(uuid.uuid4())')
 TOKEN=$("$BIN" token --jwt-secret-file "$SECRET_FILE" --org "$ORG" --sub "$SUB" --ttl 7200)
 start_proxy() {
   # shellcheck disable=SC2086
-  setsid env PGTP_UPSTREAM_PASSWORD="$LOGIN_PW" $PROXY_ENV "$BIN" serve --listen "127.0.0.1:$PROXY_PORT" \
+  setsid env PGTP_UPSTREAM_PASSWORD="$LOGIN_PW" $(context_env "$PROXY_ENV") $PROXY_ENV "$BIN" serve --listen "127.0.0.1:$PROXY_PORT" \
     --upstream "postgresql://bench_login@127.0.0.1:$PG_PORT/bench?sslmode=disable" \
     --jwt-secret-file "$SECRET_FILE" --max-connections 10000 --max-sessions-per-org 0 2>>"$WORK/proxy.log" &
   PROXY_PID=$!
@@ -260,7 +267,7 @@ for x in "${EXTRA[@]}"; do
   take_pseudo same_session=1 && xsetsid=""
   log "starting proxy-$name: $xbin ${xenv//,/ }"
   # shellcheck disable=SC2086
-  $xsetsid env PGTP_UPSTREAM_PASSWORD="$LOGIN_PW" ${xenv//,/ } "$xbin" serve --listen "127.0.0.1:${XPORT[$name]}" \
+  $xsetsid env PGTP_UPSTREAM_PASSWORD="$LOGIN_PW" $(context_env "$xenv") ${xenv//,/ } "$xbin" serve --listen "127.0.0.1:${XPORT[$name]}" \
     --upstream "$xup" \
     --jwt-secret-file "$SECRET_FILE" --max-connections 10000 --max-sessions-per-org 0 2>>"$WORK/proxy-$name.log" &
   XPIDS+=($!) XPID[$name]=$!

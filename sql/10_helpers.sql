@@ -1,11 +1,13 @@
 -- 10_helpers.sql: session-context helpers, the audit-column trigger, and
 -- tenant.enable_isolation(), the one call that puts a table under isolation.
 --
--- The proxy opens every upstream session with two startup parameters:
+-- The proxy opens every upstream session with three startup parameters:
 --   app.current_organization_id = <uuid>          (always)
 --   app.current_user_id         = <uuid> or ''    (empty for service tokens)
+--   app.context_proof           = its signature over both (05_context.sql)
 -- A startup parameter is the session's reset value, so RESET/RESET ALL/
--- DISCARD ALL keep it. The helpers below turn those settings into uuid values.
+-- DISCARD ALL keep it. The helpers below turn those settings into uuid values,
+-- and only when tenant.verified_context() accepts the proof.
 
 \set ON_ERROR_STOP 1
 SET client_min_messages = warning;
@@ -56,31 +58,38 @@ $fn$;
 
 -- tenant.current_organization_id(): the session's organization, or NULL when
 -- the setting is missing, empty (e.g. after RESET of a setting that had no
--- startup value) or not a UUID. NULL makes every policy false and every
--- insert fail the NOT NULL default: the database fails closed.
+-- startup value) or not a UUID, or when app.context_proof does not verify
+-- (missing, forged, expired, unknown key, or made for another connection).
+-- NULL makes every policy false and every insert fail the NOT NULL default:
+-- the database fails closed.
 --
 -- STABLE, never IMMUTABLE: an IMMUTABLE function may be folded into a cached
 -- generic plan, which would then carry one tenant's value into another
 -- statement. PARALLEL RESTRICTED: evaluated in the leader (policies call it
 -- through an initPlan), while scans may still run in parallel workers.
+--
+-- Both helpers are one-line SQL functions without a SET clause, so the
+-- planner inlines them: the policies' initPlan calls tenant.verified_context()
+-- directly. Their body names only the schema-qualified verifier, so the
+-- caller's search_path cannot redirect it; the verifier itself, which is
+-- SECURITY DEFINER, has its search_path pinned.
 CREATE OR REPLACE FUNCTION tenant.current_organization_id()
 RETURNS uuid
 LANGUAGE sql
 STABLE PARALLEL RESTRICTED
-SET search_path = pg_catalog, pg_temp
 AS $fn$
-  SELECT tenant.uuid_or_null(pg_catalog.current_setting('app.current_organization_id', true))
+  SELECT (tenant.verified_context()).organization_id
 $fn$;
 
 -- tenant.current_user_id(): the session's end user, or NULL (service tokens,
--- DBA sessions, garbage). Used for the created_by_id/updated_by_id columns.
+-- DBA sessions, garbage, or a context that does not verify). Used for the
+-- created_by_id/updated_by_id columns.
 CREATE OR REPLACE FUNCTION tenant.current_user_id()
 RETURNS uuid
 LANGUAGE sql
 STABLE PARALLEL RESTRICTED
-SET search_path = pg_catalog, pg_temp
 AS $fn$
-  SELECT tenant.uuid_or_null(pg_catalog.current_setting('app.current_user_id', true))
+  SELECT (tenant.verified_context()).user_id
 $fn$;
 
 -- tenant.stamp_audit_columns(): BEFORE INSERT OR UPDATE row trigger.
@@ -104,7 +113,12 @@ SET search_path = pg_catalog, pg_temp
 AS $fn$
 DECLARE
   uid   uuid  := tenant.current_user_id();
-  tenant_session boolean := uid IS NOT NULL OR tenant.current_organization_id() IS NOT NULL;
+  -- A tenant session is one that carries a tenant or user setting at all,
+  -- verified or not: only a session with neither (a DBA's load) keeps the
+  -- values it supplies. An unverified one gets NULL authorship.
+  tenant_session boolean := uid IS NOT NULL OR tenant.current_organization_id() IS NOT NULL
+    OR nullif(current_setting('app.current_organization_id', true), '') IS NOT NULL
+    OR nullif(current_setting('app.current_user_id', true), '') IS NOT NULL;
   patch jsonb := '{}'::jsonb;
   old_j jsonb;
 BEGIN

@@ -166,6 +166,8 @@ SELECT 'critical', 'table_not_isolated', u.name,
             ELSE 'a tenant role can access this table, which is not under tenant.enable_isolation()' END
   FROM user_relations u
  WHERE u.oid NOT IN (SELECT oid FROM tables)
+   AND u.oid NOT IN ('tenant.context_keys'::regclass, 'tenant.context_settings'::regclass,
+                     'tenant.context_key_list'::regclass) -- reported as context_exposed
    AND NOT u.invoker_view
    AND EXISTS (SELECT FROM tenant_roles_ns r
                 WHERE pg_catalog.has_table_privilege(r.oid, u.oid, 'SELECT, INSERT, UPDATE, DELETE, TRUNCATE')
@@ -197,6 +199,10 @@ SELECT 'critical', 'secdef_bypasses_rls', p.oid::regprocedure::text,
   CROSS JOIN tenant_roles_ns r
  WHERE p.prosecdef
    AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+   -- The shipped verifier reads only the context key tables (reported by
+   -- context_exposed if tenants can reach them) and returns the session's
+   -- own organization and user.
+   AND p.oid NOT IN ('tenant.verified_context()'::regprocedure, 'tenant.context_status()'::regprocedure)
    AND (o.rolsuper OR o.rolbypassrls
         OR EXISTS (SELECT FROM tenant_rels t
                     WHERE NOT t.relforcerowsecurity AND pg_catalog.pg_has_role(o.oid, t.relowner, 'USAGE')))
@@ -305,7 +311,7 @@ tables AS (
              ON a.attrelid = c.oid AND a.attname = i.key_column AND NOT a.attisdropped
 ),
 protected_settings(name) AS (
-    VALUES ('app.current_organization_id'), ('app.current_user_id'),
+    VALUES ('app.current_organization_id'), ('app.current_user_id'), ('app.context_proof'),
            ('role'), ('session_authorization'), ('row_security'),
            ('standard_conforming_strings'), ('client_encoding'), ('backslash_quote')
 ),
@@ -470,8 +476,37 @@ UNION ALL
 SELECT 'critical', 'helper_volatility', p.oid::regprocedure::text,
        'session helper is not STABLE'
   FROM pg_catalog.pg_proc p
- WHERE p.oid IN ('tenant.current_organization_id()'::regprocedure, 'tenant.current_user_id()'::regprocedure)
+ WHERE p.oid IN ('tenant.current_organization_id()'::regprocedure, 'tenant.current_user_id()'::regprocedure,
+                 'tenant.verified_context()'::regprocedure)
    AND p.provolatile <> 's'
+-- The verified context (05_context.sql): on, with a key, keys unreadable.
+UNION ALL
+SELECT 'critical', 'context_verification_off', 'tenant.context_settings',
+       'context verification is off (tenant.set_context_verification(false)): the policies trust '
+       || 'app.* settings without a proof, so a guard bypass or a direct login as the login role can choose any tenant'
+  FROM tenant.context_settings s WHERE s.verification IS FALSE
+UNION ALL
+SELECT 'warning', 'no_context_key', 'tenant.context_keys',
+       'context verification is on and no key is installed: every tenant session sees no rows '
+       || '(install the proxy''s key with tenant.add_context_key)'
+ WHERE NOT EXISTS (SELECT FROM tenant.context_settings s WHERE s.verification IS FALSE)
+   AND NOT EXISTS (SELECT FROM tenant.context_keys)
+UNION ALL
+SELECT 'critical', 'context_exposed', o.name,
+       format('%s by %s: tenant sessions must not read or change context keys or settings',
+              CASE o.kind WHEN 'table' THEN 'accessible' ELSE 'executable' END,
+              string_agg(r.oid::regrole::text, ', ' ORDER BY r.oid::regrole::text))
+  FROM (VALUES ('tenant.context_keys', 'table'), ('tenant.context_settings', 'table'),
+               ('tenant.context_key_list', 'table'),
+               ('tenant.add_context_key(text,text)', 'function'),
+               ('tenant.remove_context_key(text)', 'function'),
+               ('tenant.set_context_verification(boolean)', 'function')) AS o(name, kind)
+  CROSS JOIN tenant_roles_ns r
+ WHERE CASE o.kind
+         WHEN 'table' THEN pg_catalog.has_table_privilege(r.oid, o.name, 'SELECT, INSERT, UPDATE, DELETE, TRUNCATE')
+         ELSE pg_catalog.has_function_privilege(r.oid, o.name, 'EXECUTE') END
+   AND NOT pg_catalog.pg_has_role(r.oid, 'tenant_owner', 'USAGE') -- reported as tenant_role_membership
+ GROUP BY o.name, o.kind
 -- Defence in depth from 40_hardening.sql still in place.
 UNION ALL
 SELECT 'warning', 'side_channel_privilege', f.fn::text,

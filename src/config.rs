@@ -13,6 +13,7 @@ use std::time::Duration;
 use ipnet::IpNet;
 use serde::Deserialize;
 
+use crate::context::{ContextKey, Verification, DEFAULT_KEY_ID};
 use crate::guard::GuardConfig;
 
 /// Client startup parameters forwarded upstream as given (after validation).
@@ -284,6 +285,8 @@ pub struct Config {
     pub admin_listen: Option<SocketAddr>,
     /// How log lines are written.
     pub log_format: LogFormat,
+    /// Whether the proxy signs the tenant context PostgreSQL verifies.
+    pub context: Verification,
 }
 
 /// How log lines are written.
@@ -352,6 +355,20 @@ pub struct FileConfig {
     pub clients: FileClients,
     /// `[guard]`.
     pub guard: Option<GuardConfig>,
+    /// `[context]`.
+    pub context: FileContext,
+}
+
+/// `[context]` in the file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FileContext {
+    /// File holding the context key, as `--context-key-file`.
+    pub key_file: Option<PathBuf>,
+    /// Key id, as `--context-key-id`.
+    pub key_id: Option<String>,
+    /// `"on"` or `"off"`, as `--context-verification`.
+    pub verification: Option<String>,
 }
 
 /// `[upstream]` in the file.
@@ -504,6 +521,18 @@ pub struct ServeArgs {
     /// shared (tokio's work-stealing runtime) [default: per-thread].
     #[arg(long, env = "PGTP_RUNTIME", value_name = "KIND")]
     pub runtime: Option<String>,
+    /// File holding the key that signs the tenant context PostgreSQL verifies
+    /// (at least 32 bytes; one trailing newline is not part of the key). The
+    /// DBA installs the same key with tenant.add_context_key('<id>', '<key>').
+    #[arg(long, env = "PGTP_CONTEXT_KEY_FILE", value_name = "FILE")]
+    pub context_key_file: Option<PathBuf>,
+    /// Id of that key in the database [default: 1].
+    #[arg(long, env = "PGTP_CONTEXT_KEY_ID", value_name = "ID")]
+    pub context_key_id: Option<String>,
+    /// on (default: a context key is required) or off (no proof is sent; the
+    /// database must run with tenant.set_context_verification(false)).
+    #[arg(long, env = "PGTP_CONTEXT_VERIFICATION", value_name = "on|off")]
+    pub context_verification: Option<String>,
 }
 
 impl ServeArgs {
@@ -654,6 +683,7 @@ impl ServeArgs {
         }
         let guard = file.guard.unwrap_or_default();
         crate::guard::Guard::new(&guard).map_err(|e| format!("[guard]: {e}"))?;
+        let context = self.context(file.context)?;
         Ok(Config {
             listen,
             upstream,
@@ -682,7 +712,44 @@ impl ServeArgs {
                 Some(f) => LogFormat::parse(&f)?,
                 None => LogFormat::Text,
             },
+            context,
         })
+    }
+
+    /// Context verification: on (the default) needs a key file; off must be
+    /// asked for and then takes no key.
+    fn context(&self, file: FileContext) -> Result<Verification, String> {
+        let mode = self
+            .context_verification
+            .clone()
+            .or(file.verification)
+            .unwrap_or_else(|| "on".into());
+        let key_file = self.context_key_file.clone().or(file.key_file);
+        let key_id = self.context_key_id.clone().or(file.key_id);
+        match mode.as_str() {
+            "on" => {
+                let path = key_file.ok_or(
+                    "no context key: give --context-key-file FILE (PGTP_CONTEXT_KEY_FILE, [context] key_file) \
+                     with the key installed by tenant.add_context_key, or turn verification off explicitly \
+                     with --context-verification off",
+                )?;
+                let secret = read_secret(&path, "context key file")?;
+                let key = ContextKey::new(key_id.as_deref().unwrap_or(DEFAULT_KEY_ID), secret.as_bytes())
+                    .map_err(|e| format!("{e} ({})", path.display()))?;
+                Ok(Verification::On(std::sync::Arc::new(key)))
+            }
+            "off" => {
+                if key_file.is_some() || key_id.is_some() {
+                    return Err(
+                        "--context-verification off takes no context key: drop --context-key-file and \
+                                --context-key-id, or turn verification on"
+                            .into(),
+                    );
+                }
+                Ok(Verification::Off)
+            }
+            other => Err(format!("context verification {other:?} is not on or off")),
+        }
     }
 }
 
@@ -790,6 +857,7 @@ mod tests {
             listen: Some("127.0.0.1:7000".into()),
             upstream: Some("postgresql://r@h/app".into()),
             jwt_secret_file: Some("/s".into()),
+            context_verification: Some("off".into()),
             ..Default::default()
         };
         let file: FileConfig = toml::from_str(
@@ -813,9 +881,111 @@ mod tests {
             upstream: Some("postgresql://r@h/app".into()),
             jwt_secret_file: Some("/s".into()),
             jwks_file: Some("/j".into()),
+            context_verification: Some("off".into()),
             ..Default::default()
         };
         assert!(args.merge(FileConfig::default()).unwrap_err().contains("only one"));
+    }
+
+    fn context_args(dir: &Path, key: &str) -> ServeArgs {
+        let path = dir.join("context.key");
+        std::fs::write(&path, key).unwrap();
+        ServeArgs {
+            upstream: Some("postgresql://r@h/app".into()),
+            jwt_secret_file: Some("/s".into()),
+            context_key_file: Some(path),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn context_key_is_required_unless_verification_is_off() {
+        let args = ServeArgs {
+            upstream: Some("postgresql://r@h/app".into()),
+            jwt_secret_file: Some("/s".into()),
+            ..Default::default()
+        };
+        let err = args.merge(FileConfig::default()).unwrap_err();
+        assert!(err.starts_with("no context key: give --context-key-file FILE"), "{err}");
+        let off = ServeArgs {
+            context_verification: Some("off".into()),
+            ..args.clone()
+        };
+        assert!(matches!(
+            off.merge(FileConfig::default()).unwrap().context,
+            Verification::Off
+        ));
+        let bad = ServeArgs {
+            context_verification: Some("maybe".into()),
+            ..args
+        };
+        assert_eq!(
+            bad.merge(FileConfig::default()).unwrap_err(),
+            "context verification \"maybe\" is not on or off"
+        );
+    }
+
+    #[test]
+    fn context_key_file_one_trailing_newline_stripped_and_default_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = "k".repeat(32);
+        let with_newline = context_args(dir.path(), &format!("{key}\n"));
+        let Verification::On(k) = with_newline.merge(FileConfig::default()).unwrap().context else {
+            panic!("verification off");
+        };
+        assert_eq!(k.id(), "1");
+        let expected = ContextKey::new("1", key.as_bytes()).unwrap();
+        assert_eq!(k.fingerprint(), expected.fingerprint());
+        // Only one newline is stripped: the second is part of the key.
+        let two = context_args(dir.path(), &format!("{key}\n\n"));
+        let Verification::On(k2) = two.merge(FileConfig::default()).unwrap().context else {
+            panic!("verification off");
+        };
+        assert_ne!(k2.fingerprint(), expected.fingerprint());
+    }
+
+    #[test]
+    fn short_context_key_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let args = context_args(dir.path(), &format!("{}\n", "k".repeat(31)));
+        let err = args.merge(FileConfig::default()).unwrap_err();
+        assert!(
+            err.starts_with("the context key must be at least 32 bytes (it has 31)"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn context_key_id_from_flag_or_file_and_off_with_a_key_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let args = context_args(dir.path(), &"k".repeat(40));
+        let file: FileConfig = toml::from_str("[context]\nkey_id = \"2024-06\"\n").unwrap();
+        let Verification::On(k) = args.merge(file).unwrap().context else {
+            panic!("verification off");
+        };
+        assert_eq!(k.id(), "2024-06");
+        let flag = ServeArgs {
+            context_key_id: Some("7".into()),
+            ..args.clone()
+        };
+        let file: FileConfig = toml::from_str("[context]\nkey_id = \"2024-06\"\n").unwrap();
+        let Verification::On(k) = flag.merge(file).unwrap().context else {
+            panic!("verification off");
+        };
+        assert_eq!(k.id(), "7");
+        let bad_id = ServeArgs {
+            context_key_id: Some("a,b".into()),
+            ..args.clone()
+        };
+        assert!(bad_id
+            .merge(FileConfig::default())
+            .unwrap_err()
+            .starts_with("context key id \"a,b\""));
+        let file: FileConfig = toml::from_str("[context]\nverification = \"off\"\n").unwrap();
+        assert!(args
+            .merge(file)
+            .unwrap_err()
+            .starts_with("--context-verification off takes no context key"));
     }
 
     #[test]

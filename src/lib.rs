@@ -7,6 +7,7 @@
 //!   and the cleartext password that carries the token.
 //! - [`auth`]: token verification, claims to [`auth::Identity`].
 //! - [`upstream`]: connect, TLS, SCRAM/MD5/cleartext, pinned startup packet.
+//! - [`context`]: the proof of the pinned tenant that PostgreSQL verifies.
 //! - [`relay`]: the hot loop in both directions; consults the [`guard`].
 //! - [`guard`]: statement policy (`Verdict::Allow | Rewrite | Deny`), fail closed.
 //! - [`session`]: ties the above together for one client.
@@ -31,6 +32,7 @@ pub mod admin;
 pub mod auth;
 pub mod cancel;
 pub mod config;
+pub mod context;
 pub mod error;
 pub mod guard;
 pub mod handshake;

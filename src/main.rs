@@ -8,6 +8,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use pg_tenant_proxy::config::{RuntimeKind, ServeArgs};
+use pg_tenant_proxy::context::{ProofArgs, Verification};
 use pg_tenant_proxy::server::{PerThread, Sessions, SharedCell};
 use pg_tenant_proxy::token::TokenArgs;
 
@@ -37,6 +38,12 @@ enum Command {
     ///
     /// Example: PGPASSWORD=$(pg-tenant-proxy token --jwt-secret-file secret --org $ORG --sub $USER)
     Token(TokenArgs),
+    /// Print a tenant context proof (for DBAs checking a setup, and tests).
+    ///
+    /// The proof is what the proxy sends as app.context_proof for a session
+    /// whose upstream connection the server sees as --client-addr and
+    /// --client-port (inet_client_addr(), inet_client_port()), or --unix.
+    ContextProof(ProofArgs),
     /// Validate a configuration (files, keys, certificates, guard) and exit.
     ///
     /// Exits 0 and prints a summary when the configuration is usable, and
@@ -74,16 +81,27 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Command::ContextProof(args) => match pg_tenant_proxy::context::mint_proof(&args) {
+            Ok(p) => {
+                println!("{p}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("pg-tenant-proxy context-proof: {e}");
+                ExitCode::from(2)
+            }
+        },
         Command::CheckConfig(args) => match load(args) {
             Ok(cfg) => {
                 println!(
-                    "configuration is valid: listen {} -> upstream {:?} database {:?} as role {:?} (sslmode {:?}); client TLS {}",
+                    "configuration is valid: listen {} -> upstream {:?} database {:?} as role {:?} (sslmode {:?}); client TLS {}; {}",
                     cfg.listen,
                     cfg.upstream.addr,
                     cfg.upstream.database,
                     cfg.upstream.user,
                     cfg.upstream.sslmode,
-                    if cfg.tls.is_some() { "on" } else { "off" }
+                    if cfg.tls.is_some() { "on" } else { "off" },
+                    context_summary(&cfg.context)
                 );
                 ExitCode::SUCCESS
             }
@@ -131,6 +149,17 @@ fn main() -> ExitCode {
     }
 }
 
+fn context_summary(v: &Verification) -> String {
+    match v {
+        Verification::On(k) => format!(
+            "context verification on (key id {:?}, fingerprint {})",
+            k.id(),
+            k.fingerprint()
+        ),
+        Verification::Off => "context verification OFF".to_owned(),
+    }
+}
+
 async fn serve(cfg: pg_tenant_proxy::config::Config, args: ServeArgs) -> Result<(), String> {
     let (shared, close_tx) = pg_tenant_proxy::server::prepare(&cfg)?;
     let shared = SharedCell::new(shared);
@@ -155,6 +184,19 @@ async fn serve(cfg: pg_tenant_proxy::config::Config, args: ServeArgs) -> Result<
             keys_loaded: std::sync::atomic::AtomicBool::new(true),
         });
         tokio::spawn(pg_tenant_proxy::admin::serve(admin, ready));
+    }
+    match &cfg.context {
+        Verification::On(k) => {
+            tracing::info!(
+                key_id = k.id(),
+                fingerprint = k.fingerprint(),
+                "context verification on"
+            )
+        }
+        Verification::Off => tracing::warn!(
+            "context verification is OFF: the database trusts app.* settings without a proof \
+             (tenant.audit() reports it)"
+        ),
     }
     tracing::info!(listen = %cfg.listen, upstream_database = %cfg.upstream.database, upstream_role = %cfg.upstream.user, "pg-tenant-proxy ready");
     pg_tenant_proxy::server::run(

@@ -8,10 +8,17 @@
 //! Every value passed in here is untrusted client text; the functions only
 //! compare, never allocate more than the input's size, and never panic.
 
-pub use crate::upstream::{ORG_SETTING, USER_SETTING};
+/// The tenant, pinned from the token in every upstream startup packet.
+pub const ORG_SETTING: &str = "app.current_organization_id";
+/// The user, pinned from the token (empty for a token without one).
+pub const USER_SETTING: &str = "app.current_user_id";
 
 /// `client_encoding`, pinned to [`CLIENT_ENCODING_VALUE`].
 pub const CLIENT_ENCODING: &str = "client_encoding";
+/// The settings the proxy pins from the token at upstream startup: the
+/// tenant, the user and the proof PostgreSQL verifies them with. The guard
+/// protects them whatever its configuration says.
+pub const PINNED_SETTINGS: [&str; 3] = [ORG_SETTING, USER_SETTING, crate::context::PROOF_SETTING];
 /// The pinned client encoding, as PostgreSQL spells it canonically.
 pub const CLIENT_ENCODING_VALUE: &str = "UTF8";
 /// `standard_conforming_strings`, pinned to [`STANDARD_CONFORMING_STRINGS_VALUE`].

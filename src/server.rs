@@ -63,7 +63,12 @@ pub fn reload(cfg: &Config, old: &Shared) -> Result<Arc<Shared>, String> {
 /// with a readable message if keys, certificates or the guard config are bad.
 pub fn prepare(cfg: &Config) -> Result<(Arc<Shared>, watch::Sender<bool>), String> {
     let verifier = Verifier::new(&cfg.jwt)?;
-    let connector = Connector::new(cfg.upstream.clone(), cfg.limits.connect_timeout)?;
+    let connector = Connector::new(
+        cfg.upstream.clone(),
+        cfg.limits.connect_timeout,
+        cfg.context.clone(),
+        cfg.jwt.leeway_secs,
+    )?;
     let guard = Arc::new(Guard::new(&cfg.guard).map_err(|e| format!("[guard]: {e}"))?);
     let tls = cfg.tls.as_ref().map(crate::tls::server_config).transpose()?;
     let (close_tx, close_rx) = watch::channel(false);

@@ -1,6 +1,8 @@
 //! The upstream side: connect (TCP or Unix socket), TLS per `sslmode`, log in
 //! as the configured role (SCRAM-SHA-256, MD5, cleartext or trust) with a
-//! startup packet the proxy builds itself, pinning the tenant.
+//! startup packet the proxy builds itself, pinning the tenant and, with
+//! context verification on, the proof bound to this connection
+//! ([`crate::context`]).
 //!
 //! The login trusts nothing the server says: every message's declared length
 //! is checked against a cap before anything is read or allocated for it; a
@@ -21,6 +23,7 @@ use tokio::net::{TcpStream, UnixStream};
 
 use crate::auth::Identity;
 use crate::config::{SslMode, UpstreamAddr, UpstreamConfig};
+use crate::context::{Binding, Verification, PROOF_SETTING};
 use crate::error::{ClientError, SqlState};
 use crate::pin;
 use crate::protocol::frame::{self, FrameError};
@@ -31,10 +34,7 @@ use crate::upstream_auth::{AuthMethod, AuthRefusal, Transport};
 /// included). PostgreSQL's own login messages are far smaller.
 const MAX_LOGIN_MESSAGE: usize = 1 << 20;
 
-/// The two settings the proxy pins in every upstream startup packet.
-pub const ORG_SETTING: &str = "app.current_organization_id";
-/// See [`ORG_SETTING`].
-pub const USER_SETTING: &str = "app.current_user_id";
+pub use crate::pin::{ORG_SETTING, USER_SETTING};
 
 /// Upstream configuration ready for use (TLS config built once).
 #[derive(Clone, Debug)]
@@ -42,6 +42,10 @@ pub struct Connector {
     cfg: UpstreamConfig,
     tls: Option<Arc<rustls::ClientConfig>>,
     timeout: Duration,
+    context: Verification,
+    /// Seconds a proof outlives the token's `exp` (the token leeway, so the
+    /// database closes access when the proxy closes the session).
+    proof_leeway: u64,
 }
 
 /// A logged-in upstream session, ready for queries.
@@ -116,10 +120,23 @@ fn io_err(what: &str) -> impl Fn(std::io::Error) -> UpstreamError + '_ {
 }
 
 impl Connector {
-    /// Builds the connector (TLS configuration included).
-    pub fn new(cfg: UpstreamConfig, timeout: Duration) -> Result<Connector, String> {
+    /// Builds the connector (TLS configuration included). With `context`
+    /// on, every session's startup packet carries a proof that expires
+    /// `proof_leeway` seconds after the token.
+    pub fn new(
+        cfg: UpstreamConfig,
+        timeout: Duration,
+        context: Verification,
+        proof_leeway: u64,
+    ) -> Result<Connector, String> {
         let tls = crate::tls::upstream_config(&cfg)?;
-        Ok(Connector { cfg, tls, timeout })
+        Ok(Connector {
+            cfg,
+            tls,
+            timeout,
+            context,
+            proof_leeway,
+        })
     }
 
     /// The upstream configuration.
@@ -139,6 +156,14 @@ impl Connector {
         let mut stream = self.open().await?;
         let org = id.organization_id.hyphenated().to_string();
         let user = id.user_id.map(|u| u.hyphenated().to_string()).unwrap_or_default();
+        let proof = match &self.context {
+            Verification::On(key) => {
+                let binding = binding_of(&stream).map_err(io_err("local address"))?;
+                let expires = id.expires_at.saturating_add(self.proof_leeway);
+                Some(key.proof(&org, &user, expires, &binding))
+            }
+            Verification::Off => None,
+        };
         let mut params: Vec<(&str, &str)> = vec![
             ("user", &self.cfg.user),
             ("database", &self.cfg.database),
@@ -147,6 +172,9 @@ impl Connector {
             (ORG_SETTING, &org),
             (USER_SETTING, &user),
         ];
+        if let Some(p) = &proof {
+            params.push((PROOF_SETTING, p));
+        }
         if !extra.iter().any(|(k, _)| k == "application_name") {
             params.push(("application_name", "pg-tenant-proxy"));
         }
@@ -418,4 +446,15 @@ async fn read_login_message(stream: &mut Stream, buf: &mut BytesMut) -> Result<M
             return Err(UpstreamError::Io("server closed the connection during login".into()));
         }
     }
+}
+
+/// What the server will see of this connection: the local TCP address and
+/// port (under TLS too), or a Unix socket.
+fn binding_of(stream: &Stream) -> std::io::Result<Binding> {
+    Ok(match stream {
+        Stream::Tcp(s) => Binding::tcp(s.local_addr()?),
+        Stream::ClientTls(s) => Binding::tcp(s.get_ref().0.local_addr()?),
+        Stream::Unix(_) => Binding::Unix,
+        Stream::ServerTls(s) => Binding::tcp(s.get_ref().0.local_addr()?),
+    })
 }

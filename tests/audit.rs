@@ -24,12 +24,14 @@ fn bad_database() -> &'static str {
             pg_psql -d postgres -c "CREATE DATABASE audit_bad" >/dev/null
             for f in sql/*.sql; do pg_psql -d audit_bad -f "$f" >/dev/null; done
             pg_psql -d audit_bad >/dev/null <<'SQL'
+SELECT tenant.add_context_key('1', '{key}');
 CREATE TABLE public.leaky (organization_id uuid, note text);
 GRANT SELECT ON public.leaky TO tenant_app;
 CREATE TABLE public.orphan (organization_id uuid);
 SQL"#,
             dir = pg.dir.display(),
-            port = pg.port
+            port = pg.port,
+            key = CONTEXT_KEY
         );
         let out = Command::new("bash")
             .arg("-c")

@@ -36,13 +36,18 @@ SQL
 pg_psql -d app -f sql/demo/seed.sql >/dev/null
 printf '%s' "$LOGIN_PASSWORD" > "$WORK/upstream-password"
 head -c 48 /dev/urandom | base64 | tr -d '\n' > "$WORK/jwt-secret"
-chmod 600 "$WORK/upstream-password" "$WORK/jwt-secret"
+# The context key: the proxy signs each session's tenant with it, and the
+# database verifies the signature (sql/05_context.sql).
+head -c 32 /dev/urandom | base64 | tr -d '\n' > "$WORK/context-key"
+chmod 600 "$WORK/upstream-password" "$WORK/jwt-secret" "$WORK/context-key"
+pg_psql -d app -v key="$(cat "$WORK/context-key")" >/dev/null <<<"SELECT tenant.add_context_key('1', :'key');"
 
 echo "== starting pg-tenant-proxy on 127.0.0.1:$PORT"
 "$BIN" serve --listen "127.0.0.1:$PORT" \
   --upstream "postgresql://proxy_login@127.0.0.1:$PG_PORT/app?sslmode=disable" \
   --upstream-password-file "$WORK/upstream-password" \
-  --jwt-secret-file "$WORK/jwt-secret" 2>"$WORK/proxy.log" &
+  --jwt-secret-file "$WORK/jwt-secret" \
+  --context-key-file "$WORK/context-key" --context-key-id 1 2>"$WORK/proxy.log" &
 PROXY_PID=$!
 for _ in $(seq 1 100); do
   (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break
@@ -67,6 +72,7 @@ Tenant B (Bravo Learning):
 Try:  SELECT agent_id, status FROM agent_instances;      -- only your tenant's rows
       INSERT INTO agent_instances (agent_id, agent_type, status) VALUES ('demo', 'tutor', 'new') RETURNING organization_id;
       SET app.current_organization_id = '$ORG_B';        -- refused: 42501
+      SELECT tenant.context_status();                      -- 'verified': PostgreSQL checked the proxy's proof
       SELECT * FROM tenant.audit();                        -- as the superuser: psql -h $PG_DIR -p $PG_PORT -U postgres -d app
 
 A new token:  $BIN token --jwt-secret-file $WORK/jwt-secret --org <uuid> --sub <uuid>

@@ -228,6 +228,9 @@ async fn upstream_over_tls_with_verify_full() {
     let p = Proxy::start_with_upstream(&url, &[]).await;
     let c = p.connect(ORG_A, USER_A).await;
     assert_eq!(c.query_one("SELECT 1", &[]).await.unwrap().get::<_, i32>(0), 1);
+    // The context proof is bound to the TCP connection under the TLS layer.
+    let status: String = c.query_one("SELECT tenant.context_status()", &[]).await.unwrap().get(0);
+    assert_eq!(status, "verified");
     let su_app = superuser("app").await;
     let row = su_app
         .query_one(

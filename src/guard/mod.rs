@@ -42,9 +42,9 @@ use cache::{Cached, VerdictCache};
 pub use limits::{LimitError, SettingLimits, DEFAULT_LIMITS};
 pub use notify::MAX_CLIENT_CHANNEL_BYTES;
 
-/// The settings the proxy pins at upstream startup. Always protected, even
-/// when the configured list omits them.
-pub const PINNED_SETTINGS: [&str; 2] = ["app.current_organization_id", "app.current_user_id"];
+/// The settings the proxy pins at upstream startup (see [`crate::pin`]).
+/// Always protected, even when the configured list omits them.
+pub use crate::pin::PINNED_SETTINGS;
 
 /// Policy switches, from the `[guard]` section of the configuration.
 #[derive(Debug, Clone, serde::Deserialize)]

@@ -26,6 +26,9 @@ pub const USER_B: &str = "bbbbbbbb-1111-4111-8111-000000000002";
 pub const LOGIN_PASSWORD: &str = "proxy-login-test-password";
 /// HMAC secret the test proxies verify with.
 pub const SECRET: &str = "test-secret-0123456789abcdef0123456789abcdef";
+/// The context key (id 1) installed in the test database and given to every
+/// test proxy, so context verification is on as shipped.
+pub const CONTEXT_KEY: &str = "test-context-key-0123456789abcdef0123456789";
 
 /// The shared cluster of this test binary.
 pub struct Pg {
@@ -85,6 +88,7 @@ pub fn pg() -> &'static Pg {
             for f in sql/*.sql; do pg_psql -d app -f "$f" >/dev/null; done
             pg_psql -d app >/dev/null <<'SQL'
 CREATE ROLE proxy_login LOGIN PASSWORD '{pw}' IN ROLE tenant_app;
+SELECT tenant.add_context_key('1', '{ck}');
 INSERT INTO organizations (id, name) VALUES ('{a}', 'Tenant A'), ('{b}', 'Tenant B');
 INSERT INTO agent_instances (organization_id, agent_id, agent_type, status)
   VALUES ('{a}', 'a-agent-1', 'chat', 'active'), ('{a}', 'a-agent-2', 'chat', 'idle'),
@@ -92,6 +96,7 @@ INSERT INTO agent_instances (organization_id, agent_id, agent_type, status)
 SQL"#,
             dir = dir.display(),
             pw = LOGIN_PASSWORD,
+            ck = CONTEXT_KEY,
             a = ORG_A,
             b = ORG_B,
         );
@@ -136,6 +141,8 @@ pub struct Proxy {
     child: Child,
     /// Its secret file.
     pub secret_file: PathBuf,
+    /// Its context key file (holding [`CONTEXT_KEY`], with a trailing newline).
+    pub context_key_file: PathBuf,
     /// Its log file.
     pub log: PathBuf,
     _tmp: tempfile::TempDir,
@@ -147,7 +154,8 @@ pub fn bin() -> &'static str {
 }
 
 impl Proxy {
-    /// Starts a proxy in front of the test cluster. `extra` adds flags.
+    /// Starts a proxy in front of the test cluster. `extra` adds flags; the
+    /// context key flag is added unless `extra` has a `--context-` flag.
     pub async fn start(extra: &[&str]) -> Proxy {
         let upstream = format!("postgresql://proxy_login@127.0.0.1:{}/app?sslmode=disable", pg().port);
         Self::start_with_upstream(&upstream, extra).await
@@ -167,6 +175,8 @@ impl Proxy {
         let tmp = tempfile::tempdir().unwrap();
         let secret_file = tmp.path().join("secret");
         std::fs::write(&secret_file, SECRET).unwrap();
+        let context_key_file = tmp.path().join("context.key");
+        std::fs::write(&context_key_file, format!("{CONTEXT_KEY}\n")).unwrap();
         let port = free_port();
         let log = tmp.path().join("proxy.log");
         let mut cmd = Command::new(bin());
@@ -174,6 +184,9 @@ impl Proxy {
             .args(["--listen", &format!("127.0.0.1:{port}"), "--upstream", upstream]);
         if with_secret {
             cmd.arg("--jwt-secret-file").arg(&secret_file);
+        }
+        if !extra.iter().any(|a| a.starts_with("--context-")) {
+            cmd.arg("--context-key-file").arg(&context_key_file);
         }
         let child = cmd
             .args(extra)
@@ -188,6 +201,7 @@ impl Proxy {
             port,
             child,
             secret_file,
+            context_key_file,
             log,
             _tmp: tmp,
         };

@@ -77,6 +77,7 @@ app_create_db
 app_apply_sql "$WORK/apply.log"
 app_login_role
 app_seed
+app_context_key "$WORK"
 proxy_start "$WORK"
 unset PGHOST PGPORT PGUSER
 

@@ -57,3 +57,17 @@ ROLLBACK;
 
 -- Back to the clean state.
 SELECT * FROM tenant.audit();
+
+-- The verified context (sql/05_context.sql): verification switched off, keys
+-- readable or manageable by a tenant role, and (separately) no key installed.
+BEGIN;
+SELECT tenant.set_context_verification(false);
+GRANT SELECT ON tenant.context_keys TO tenant_app;
+GRANT EXECUTE ON FUNCTION tenant.add_context_key(text, text) TO proxy_login;
+SELECT severity, check_name, object_name, detail FROM tenant.audit();
+ROLLBACK;
+BEGIN;
+SELECT tenant.remove_context_key('1');
+SELECT severity, check_name, object_name, detail FROM tenant.audit();
+ROLLBACK;
+SELECT * FROM tenant.audit();

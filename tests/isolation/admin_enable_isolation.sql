@@ -52,10 +52,13 @@ SELECT * FROM tenant.audit();
 SELECT tenant.enable_isolation('public.classroom_notes');
 SELECT * FROM tenant.audit();
 
--- As a tenant (the same role and settings the proxy uses).
+-- As a tenant (the same role and settings the proxy uses, with a context
+-- proof for this Unix-socket connection, minted with key 1 as the proxy would).
+\set proof `"$ISO_PROXY_BIN" context-proof --context-key-file "$ISO_KEY1_FILE" --org aaaaaaaa-0000-4000-8000-000000000001 --user aaaaaaaa-0001-4000-8000-000000000001 --unix`
 SET ROLE proxy_login;
 SET app.current_organization_id = 'aaaaaaaa-0000-4000-8000-000000000001';
 SET app.current_user_id = 'aaaaaaaa-0001-4000-8000-000000000001';
+SELECT set_config('app.context_proof', :'proof', false) <> '' AS proof_set, tenant.context_status();
 SELECT organization_id, body FROM classroom_notes;
 INSERT INTO classroom_notes (body) VALUES ('written by Alice')
 RETURNING organization_id, body, created_by_id, created_at IS NOT NULL AS has_created_at;

@@ -4,6 +4,7 @@
 -- UUID, the helpers return NULL, every policy is false and inserts fail.
 -- By hand (login password, straight to PostgreSQL, no PGOPTIONS):
 --   PGPASSWORD=$LOGIN_PASSWORD psql -X -h 127.0.0.1 -p $PG_PORT -U proxy_login -d app -f login_role_direct.sql
+-- (section 8 also needs ISO_PROXY_BIN and ISO_KEY1_FILE, as tests/isolation/run.sh sets them)
 -- The script reconnects with libpq's "options" parameter (what PGOPTIONS
 -- sets), which is exactly how the proxy passes the organization: startup
 -- parameters of the session.
@@ -87,9 +88,13 @@ SELECT count(*) AS users FROM users;
 
 -- 8. A NOINHERIT login role gets tenant_app's privileges through its
 --    role-level setting "role = tenant_app" (see sql/00_roles.sql), and is
---    filtered exactly like proxy_login. Here with a valid organization, as
---    the proxy would send it.
+--    filtered exactly like proxy_login. Here with a valid organization and a
+--    context proof for this connection, as the proxy would send them (the
+--    proof minted with key 1 for the address and port the server sees).
 \connect -reuse-previous=on "options='-c app.current_organization_id=aaaaaaaa-0000-4000-8000-000000000001 -c app.current_user_id=' user=proxy_login_noinherit"
+SELECT host(inet_client_addr()) AS client_addr, inet_client_port() AS client_port \gset
+\set proof `"$ISO_PROXY_BIN" context-proof --context-key-file "$ISO_KEY1_FILE" --org aaaaaaaa-0000-4000-8000-000000000001 --client-addr :'client_addr' --client-port :'client_port'`
+SELECT set_config('app.context_proof', :'proof', false) <> '' AS proof_set, tenant.context_status();
 SELECT session_user, current_user;
 SELECT organization_id, count(*) FROM users GROUP BY 1;
 RESET ROLE;

@@ -1,12 +1,18 @@
 -- run-as: login_role
 -- The database refuses the shared-role side channels by itself
 -- (sql/40_hardening.sql), so a statement that slipped past the proxy's guard
--- still fails. Connected directly as proxy_login, with a valid organization,
--- to show these are privilege errors and not row filtering.
+-- still fails. Connected directly as proxy_login, with a valid organization
+-- and a context proof for this connection (minted with key 1 as the proxy
+-- would, for the client address and port the server sees), to show these
+-- are privilege errors and not row filtering.
 -- By hand (the script reconnects with the organization as a startup option):
 --   PGPASSWORD=$LOGIN_PASSWORD psql -X -h 127.0.0.1 -p $PG_PORT -U proxy_login -d app -f login_role_hardening.sql
+-- (with ISO_PROXY_BIN and ISO_KEY1_FILE set as tests/isolation/run.sh sets them)
 
 \connect -reuse-previous=on "options='-c app.current_organization_id=aaaaaaaa-0000-4000-8000-000000000001'"
+SELECT host(inet_client_addr()) AS client_addr, inet_client_port() AS client_port \gset
+\set proof `"$ISO_PROXY_BIN" context-proof --context-key-file "$ISO_KEY1_FILE" --org aaaaaaaa-0000-4000-8000-000000000001 --client-addr :'client_addr' --client-port :'client_port'`
+SELECT set_config('app.context_proof', :'proof', false) <> '' AS proof_set, tenant.context_status();
 SELECT count(*) AS users FROM users;
 
 -- Other sessions' SQL text and locks.

@@ -4,16 +4,20 @@
 #   tests/isolation/run.sh            run every tests/isolation/*.sql, diff against expected/
 #   tests/isolation/run.sh --accept   same, then overwrite expected/*.out with the results
 #   tests/isolation/run.sh --direct   development mode: no proxy; "tenant" scripts connect
-#                                     straight to PostgreSQL as proxy_login with PGOPTIONS
-#                                     carrying exactly the proxy's startup parameters.
+#                                     straight to PostgreSQL as proxy_login over the Unix
+#                                     socket, with PGOPTIONS carrying exactly the proxy's
+#                                     startup parameters (the context proof minted with
+#                                     `pg-tenant-proxy context-proof --unix`).
 #                                     Scripts marked "-- requires: proxy" are skipped.
 #   tests/isolation/run.sh NAME...    only the named scripts (e.g. tenant_a_visibility)
 #
 # What it does: starts a throwaway PostgreSQL (tests/support/pg.sh), creates database
 # `app`, applies sql/*.sql twice with the DBA contract command and checks that the
 # second pass changed nothing (schema, ACL and role snapshots), creates the login roles,
-# seeds two organizations (sql/demo/seed.sql), starts pg-tenant-proxy, mints one token
-# per tenant, and runs each script with plain psql. Each script names on its first
+# installs context key 1 (tenant.add_context_key), seeds two organizations
+# (sql/demo/seed.sql), starts pg-tenant-proxy with that key and a second one with
+# key 2 (not installed: the key-rotation script installs it), mints one token per
+# tenant, and runs each script with plain psql. Each script names on its first
 # lines how it connects ("-- run-as: ..."):
 #   tenant_a / tenant_b   through the proxy with that tenant's token
 #   tenant_a_service      through the proxy with a token for tenant A without
@@ -21,6 +25,11 @@
 #   login_role            directly to PostgreSQL as proxy_login, no proxy
 #   superuser             directly as the superuser (posture checks, DBA tasks)
 #
+# Scripts that need more than one connection (replays, key rotation) read these from
+# the environment with \getenv, or use them in \! commands: ISO_PROXY_PORT,
+# ISO_PROXY2_PORT (the proxy with key 2), ISO_TOKEN_A, ISO_TOKEN_B, ISO_PG_PORT,
+# ISO_LOGIN_PASSWORD, ISO_KEY1_FILE, ISO_KEY2_FILE, ISO_PROXY_BIN; PGHOST/PGPORT/PGUSER
+# reach the superuser over the Unix socket.
 # Environment: PROXY_BIN (default target/debug/pg-tenant-proxy, built with cargo when
 # missing or older than src/), PG_BIN (server binaries, see tests/support/pg.sh).
 # Output: one "ok"/"FAILED" line per check, the diff of each failure, then exactly
@@ -54,9 +63,11 @@ source "$ROOT/tests/support/pg.sh"
 source "$ROOT/tests/support/proxy.sh"
 
 WORK=$(mktemp -d /tmp/pgtp-isolation.XXXXXX)
+PROXY2_PID=
 cleanup() {
   local rc=$?
   proxy_stop
+  if [ -n "$PROXY2_PID" ]; then kill "$PROXY2_PID" 2>/dev/null || true; wait "$PROXY2_PID" 2>/dev/null || true; fi
   pg_stop || true
   rm -rf "$WORK"
   exit "$rc"
@@ -105,14 +116,24 @@ CREATE ROLE proxy_login_noinherit LOGIN NOINHERIT PASSWORD :'pw' IN ROLE tenant_
 ALTER ROLE proxy_login_noinherit SET role = 'tenant_app';
 SQL
 app_seed
+# Context keys: 1 is installed now, as the DBA guide says; 2 is for the rotation script.
+app_context_key "$WORK" 2; KEY2_FILE=$CONTEXT_KEY_FILE
+pg_psql -d app <<<"SELECT tenant.remove_context_key('2');" >/dev/null
+app_context_key "$WORK" 1; KEY1_FILE=$CONTEXT_KEY_FILE
+export ISO_PG_PORT=$PG_PORT ISO_LOGIN_PASSWORD=$LOGIN_PASSWORD ISO_KEY1_FILE=$KEY1_FILE ISO_KEY2_FILE=$KEY2_FILE
 
 # --- proxy ------------------------------------------------------------------------
+proxy_bin
+export ISO_PROXY_BIN=$PROXY_BIN
 if [ "$DIRECT" = 0 ]; then
-  proxy_start "$WORK"
+  PROXY_LOG=proxy2.log proxy_start "$WORK" --context-key-id 2 --context-key-file "$KEY2_FILE"
+  PROXY2_PID=$PROXY_PID PROXY2_PORT=$PROXY_PORT
+  proxy_start "$WORK" --context-key-id 1 --context-key-file "$KEY1_FILE"
   TOKEN_A=$(proxy_token "$ORG_A" "$USER_A")
   TOKEN_B=$(proxy_token "$ORG_B" "$USER_B")
   TOKEN_A_SERVICE=$(proxy_token "$ORG_A" "")
-  echo "proxy on 127.0.0.1:$PROXY_PORT"
+  export ISO_PROXY_PORT=$PROXY_PORT ISO_PROXY2_PORT=$PROXY2_PORT ISO_TOKEN_A=$TOKEN_A ISO_TOKEN_B=$TOKEN_B
+  echo "proxy on 127.0.0.1:$PROXY_PORT (context key 1), 127.0.0.1:$PROXY2_PORT (context key 2)"
 else
   echo "direct mode: tenant scripts connect as proxy_login with PGOPTIONS (no proxy, no guard)"
 fi
@@ -135,8 +156,10 @@ run_script() { # run-as file
       if [ "$DIRECT" = 0 ]; then
         PGPASSWORD=$token "${psql_cmd[@]}" -h 127.0.0.1 -p "$PROXY_PORT" -U app <"$file"
       else
-        PGPASSWORD=$LOGIN_PASSWORD PGOPTIONS="-c app.current_organization_id=$org -c app.current_user_id=$user" \
-          "${psql_cmd[@]}" -h 127.0.0.1 -p "$PG_PORT" -U proxy_login <"$file"
+        local proof
+        proof=$("$PROXY_BIN" context-proof --context-key-file "$KEY1_FILE" --org "$org" --user "$user" --ttl 3600 --unix)
+        PGOPTIONS="-c app.current_organization_id=$org -c app.current_user_id=$user -c app.context_proof=$proof" \
+          "${psql_cmd[@]}" -h "$PG_DIR" -p "$PG_PORT" -U proxy_login <"$file"
       fi ;;
     login_role)
       PGPASSWORD=$LOGIN_PASSWORD "${psql_cmd[@]}" -h 127.0.0.1 -p "$PG_PORT" -U proxy_login <"$file" ;;
@@ -171,6 +194,10 @@ done
 
 if [ -n "$PROXY_PID" ] && ! kill -0 "$PROXY_PID" 2>/dev/null; then
   echo "pg-tenant-proxy died during the run:"; tail -20 "$WORK/proxy.log"
+  FAILED=$((FAILED + 1))
+fi
+if [ -n "$PROXY2_PID" ] && ! kill -0 "$PROXY2_PID" 2>/dev/null; then
+  echo "pg-tenant-proxy (key 2) died during the run:"; tail -20 "$WORK/proxy2.log"
   FAILED=$((FAILED + 1))
 fi
 

@@ -11,6 +11,8 @@ SELECT tenant.current_organization_id() AS organization, count(*) AS users FROM 
 
 DISCARD ALL;
 SELECT tenant.current_organization_id() AS organization, count(*) AS users FROM users;
+-- The context proof is a startup value too: it survives the resets.
+SELECT tenant.context_status();
 
 -- Ordinary settings applications change are fine and do not affect isolation.
 SET statement_timeout = '5s';

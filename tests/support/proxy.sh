@@ -8,8 +8,12 @@
 #   app_apply_sql LOGFILE          apply sql/*.sql in order (output appended to LOGFILE)
 #   app_login_role                 create proxy_login IN ROLE tenant_app; exports LOGIN_PASSWORD
 #   app_seed                       sql/demo/seed.sql (two organizations, ids below)
-#   proxy_start WORKDIR            build the proxy when stale, start it on a free port;
+#   app_context_key WORKDIR [ID]   make a context key file and install it (tenant.add_context_key);
+#                                  exports CONTEXT_KEY_FILE (the last one made)
+#   proxy_start WORKDIR [FLAGS...] build the proxy when stale, start it on a free port with
+#                                  FLAGS (default: --context-key-file $CONTEXT_KEY_FILE);
 #                                  exports PROXY_BIN PROXY_PORT PROXY_PID SECRET_FILE
+#                                  (PROXY_LOG names its log in WORKDIR, default proxy.log)
 #   proxy_token ORG SUB [TTL]      print a token signed with SECRET_FILE ('' SUB: no user)
 #   proxy_stop                     stop the proxy started by proxy_start
 # The proxy's output goes to WORKDIR/proxy.log.
@@ -47,9 +51,16 @@ app_seed() {
   pg_psql -d app -f "$_STACK_ROOT/sql/demo/seed.sql" >/dev/null
 }
 
-PROXY_PID=
-proxy_start() { # workdir
-  local work=$1
+app_context_key() { # workdir [id]
+  local id=${2:-1}
+  CONTEXT_KEY_FILE="$1/context-key-$id"
+  od -An -N24 -tx1 /dev/urandom | tr -d ' \n' >"$CONTEXT_KEY_FILE"; echo >>"$CONTEXT_KEY_FILE"
+  pg_psql -d app -v id="$id" -v key="$(cat "$CONTEXT_KEY_FILE")" \
+    <<<"SELECT tenant.add_context_key(:'id', :'key');" >/dev/null
+  export CONTEXT_KEY_FILE
+}
+
+proxy_bin() { # sets PROXY_BIN, building it when missing or older than the sources
   if [ -z "${PROXY_BIN:-}" ]; then
     PROXY_BIN=$_STACK_ROOT/target/debug/pg-tenant-proxy
     # Build when missing or older than the sources, so the tests test this tree.
@@ -58,18 +69,27 @@ proxy_start() { # workdir
       (cd "$_STACK_ROOT" && cargo build --quiet --bin pg-tenant-proxy)
     fi
   fi
+  export PROXY_BIN
+}
+
+PROXY_PID=
+proxy_start() { # workdir [flags...]
+  local work=$1; shift
+  local log="$work/${PROXY_LOG:-proxy.log}"
+  if [ "$#" = 0 ]; then set -- --context-key-file "$CONTEXT_KEY_FILE"; fi
+  proxy_bin
   SECRET_FILE="$work/jwt.secret"
-  od -An -N32 -tx1 /dev/urandom | tr -d ' \n' >"$SECRET_FILE"
+  [ -s "$SECRET_FILE" ] || od -An -N32 -tx1 /dev/urandom | tr -d ' \n' >"$SECRET_FILE"
   PROXY_PORT=$(pg_free_port)
   "$PROXY_BIN" serve --listen "127.0.0.1:$PROXY_PORT" \
     --upstream "postgresql://proxy_login:$LOGIN_PASSWORD@127.0.0.1:$PG_PORT/app" \
-    --jwt-secret-file "$SECRET_FILE" >"$work/proxy.log" 2>&1 &
+    --jwt-secret-file "$SECRET_FILE" "$@" >"$log" 2>&1 &
   PROXY_PID=$!
   export PROXY_BIN PROXY_PORT PROXY_PID SECRET_FILE
   local _
   for _ in $(seq 1 100); do
     if ! kill -0 "$PROXY_PID" 2>/dev/null; then
-      echo "pg-tenant-proxy exited during startup:" >&2; cat "$work/proxy.log" >&2; return 1
+      echo "pg-tenant-proxy exited during startup:" >&2; cat "$log" >&2; return 1
     fi
     (exec 3<>"/dev/tcp/127.0.0.1/$PROXY_PORT") 2>/dev/null && return 0
     sleep 0.1
