@@ -885,6 +885,70 @@ mod tests {
     }
 
     #[test]
+    fn jwks_url_is_a_fourth_key_source_https_only() {
+        let base = || ServeArgs {
+            upstream: Some("postgresql://r@h/app".into()),
+            ..Default::default()
+        };
+        let file: FileConfig = toml::from_str(
+            "[jwt]\njwks_url = \"https://idp.example/.well-known/jwks.json\"\njwks_refresh_secs = 60\njwks_ca_file = \"/ca.pem\"\n",
+        )
+        .unwrap();
+        let cfg = base().merge(file).unwrap();
+        assert_eq!(
+            cfg.jwt.key,
+            KeySource::JwksUrl(JwksUrl {
+                url: "https://idp.example/.well-known/jwks.json".into(),
+                ca_file: Some("/ca.pem".into()),
+                refresh_secs: 60,
+            })
+        );
+        let with = |url: &str| ServeArgs {
+            jwks_url: Some(url.into()),
+            ..base()
+        };
+        let KeySource::JwksUrl(u) = with("https://idp.example/jwks")
+            .merge(FileConfig::default())
+            .unwrap()
+            .jwt
+            .key
+        else {
+            panic!("not a URL source");
+        };
+        assert_eq!(u.refresh_secs, DEFAULT_JWKS_REFRESH_SECS);
+        for (url, msg) in [
+            ("http://idp.example/jwks", "must start with https://"),
+            ("https://user:pw@idp.example/jwks", "no user or password"),
+            ("not a url", "is not a valid URL"),
+        ] {
+            let err = with(url).merge(FileConfig::default()).unwrap_err();
+            assert!(err.contains(msg), "{url}: {err}");
+        }
+        let err = ServeArgs {
+            jwks_refresh_secs: Some(0),
+            ..with("https://idp.example/jwks")
+        }
+        .merge(FileConfig::default())
+        .unwrap_err();
+        assert_eq!(err, "jwks_refresh_secs must be between 1 and 86400");
+        let err = ServeArgs {
+            jwt_secret_file: Some("/s".into()),
+            jwks_ca_file: Some("/ca.pem".into()),
+            ..base()
+        }
+        .merge(FileConfig::default())
+        .unwrap_err();
+        assert_eq!(err, "jwks_refresh_secs and jwks_ca_file need jwks_url");
+        let err = ServeArgs {
+            jwt_secret_file: Some("/s".into()),
+            ..with("https://idp.example/jwks")
+        }
+        .merge(FileConfig::default())
+        .unwrap_err();
+        assert!(err.contains("only one"), "{err}");
+    }
+
+    #[test]
     fn unknown_file_keys_are_refused() {
         assert!(toml::from_str::<FileConfig>("lisen = \"x\"").is_err());
     }
