@@ -201,6 +201,23 @@ pub enum KeySource {
     PublicKeyFile(PathBuf),
     /// A JWKS document; tokens pick a key by `kid`.
     JwksFile(PathBuf),
+    /// A JWKS fetched over HTTPS from an identity provider, kept fresh in the
+    /// background (see [`crate::auth::jwks_url`]).
+    JwksUrl(JwksUrl),
+}
+
+/// Default of [`JwksUrl::refresh_secs`].
+pub const DEFAULT_JWKS_REFRESH_SECS: u64 = 300;
+
+/// `--jwks-url` and its settings.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct JwksUrl {
+    /// `https://...` address of the provider's JWKS.
+    pub url: String,
+    /// Extra PEM CA certificates trusted for the provider (besides webpki-roots).
+    pub ca_file: Option<PathBuf>,
+    /// Seconds between background refreshes.
+    pub refresh_secs: u64,
 }
 
 /// Token verification settings.
@@ -391,6 +408,12 @@ pub struct FileJwt {
     pub public_key_file: Option<PathBuf>,
     /// JWKS file.
     pub jwks_file: Option<PathBuf>,
+    /// JWKS URL (https).
+    pub jwks_url: Option<String>,
+    /// Seconds between background fetches of `jwks_url`.
+    pub jwks_refresh_secs: Option<u64>,
+    /// Extra CA certificates (PEM) for `jwks_url`.
+    pub jwks_ca_file: Option<PathBuf>,
     /// Accepted issuers.
     pub issuers: Option<Vec<String>>,
     /// Accepted audiences.
@@ -477,6 +500,16 @@ pub struct ServeArgs {
     /// JWKS document; each token's `kid` picks its key, unknown kids are refused.
     #[arg(long, env = "PGTP_JWKS_FILE", value_name = "JWKS")]
     pub jwks_file: Option<PathBuf>,
+    /// JWKS fetched from an identity provider (https only): at start, every
+    /// --jwks-refresh-secs, and on an unknown kid (at most once per 30 s).
+    #[arg(long, env = "PGTP_JWKS_URL", value_name = "URL")]
+    pub jwks_url: Option<String>,
+    /// Seconds between background fetches of --jwks-url [default: 300].
+    #[arg(long, env = "PGTP_JWKS_REFRESH_SECS", value_name = "SECONDS")]
+    pub jwks_refresh_secs: Option<u64>,
+    /// PEM CA certificates trusted for --jwks-url besides the public roots.
+    #[arg(long, env = "PGTP_JWKS_CA_FILE", value_name = "PEM")]
+    pub jwks_ca_file: Option<PathBuf>,
     /// Accepted `iss` (repeatable or comma-separated); required in tokens when set.
     #[arg(long, env = "PGTP_JWT_ISSUER", value_delimiter = ',', value_name = "ISS")]
     pub jwt_issuer: Vec<String>,
@@ -581,13 +614,19 @@ impl ServeArgs {
                 .or(fj.public_key_file)
                 .map(KeySource::PublicKeyFile),
             self.jwks_file.clone().or(fj.jwks_file).map(KeySource::JwksFile),
+            jwks_url(
+                self.jwks_url.clone().or(fj.jwks_url),
+                self.jwks_refresh_secs.or(fj.jwks_refresh_secs),
+                self.jwks_ca_file.clone().or(fj.jwks_ca_file),
+            )?
+            .map(KeySource::JwksUrl),
         ];
         let mut sources = sources.into_iter().flatten();
         let key = sources
             .next()
-            .ok_or("no token key: give one of --jwt-secret-file, --jwt-public-key-file or --jwks-file")?;
+            .ok_or("no token key: give one of --jwt-secret-file, --jwt-public-key-file, --jwks-file or --jwks-url")?;
         if sources.next().is_some() {
-            return Err("give only one of --jwt-secret-file, --jwt-public-key-file and --jwks-file".into());
+            return Err("give only one of --jwt-secret-file, --jwt-public-key-file, --jwks-file and --jwks-url".into());
         }
         let jwt = JwtConfig {
             key,
@@ -751,6 +790,33 @@ impl ServeArgs {
             other => Err(format!("context verification {other:?} is not on or off")),
         }
     }
+}
+
+/// Validates `--jwks-url` and its companions: https only, a host, a sane
+/// refresh interval; the companions make no sense without the URL.
+fn jwks_url(url: Option<String>, refresh: Option<u64>, ca_file: Option<PathBuf>) -> Result<Option<JwksUrl>, String> {
+    let Some(url) = url else {
+        if refresh.is_some() || ca_file.is_some() {
+            return Err("jwks_refresh_secs and jwks_ca_file need jwks_url".into());
+        }
+        return Ok(None);
+    };
+    let parsed = url::Url::parse(&url).map_err(|e| format!("jwks_url {url:?} is not a valid URL: {e}"))?;
+    if parsed.scheme() != "https" {
+        return Err(format!("jwks_url {url:?} must start with https://"));
+    }
+    if parsed.host_str().is_none_or(str::is_empty) || !parsed.username().is_empty() || parsed.password().is_some() {
+        return Err(format!("jwks_url {url:?} must name a host and no user or password"));
+    }
+    let refresh_secs = refresh.unwrap_or(DEFAULT_JWKS_REFRESH_SECS);
+    if !(1..=86_400).contains(&refresh_secs) {
+        return Err("jwks_refresh_secs must be between 1 and 86400".into());
+    }
+    Ok(Some(JwksUrl {
+        url,
+        ca_file,
+        refresh_secs,
+    }))
 }
 
 fn non_empty_or(flag: Vec<String>, file: Option<Vec<String>>) -> Vec<String> {
@@ -986,6 +1052,70 @@ mod tests {
             .merge(file)
             .unwrap_err()
             .starts_with("--context-verification off takes no context key"));
+    }
+
+    #[test]
+    fn jwks_url_is_a_fourth_key_source_https_only() {
+        let base = || ServeArgs {
+            upstream: Some("postgresql://r@h/app".into()),
+            ..Default::default()
+        };
+        let file: FileConfig = toml::from_str(
+            "[jwt]\njwks_url = \"https://idp.example/.well-known/jwks.json\"\njwks_refresh_secs = 60\njwks_ca_file = \"/ca.pem\"\n",
+        )
+        .unwrap();
+        let cfg = base().merge(file).unwrap();
+        assert_eq!(
+            cfg.jwt.key,
+            KeySource::JwksUrl(JwksUrl {
+                url: "https://idp.example/.well-known/jwks.json".into(),
+                ca_file: Some("/ca.pem".into()),
+                refresh_secs: 60,
+            })
+        );
+        let with = |url: &str| ServeArgs {
+            jwks_url: Some(url.into()),
+            ..base()
+        };
+        let KeySource::JwksUrl(u) = with("https://idp.example/jwks")
+            .merge(FileConfig::default())
+            .unwrap()
+            .jwt
+            .key
+        else {
+            panic!("not a URL source");
+        };
+        assert_eq!(u.refresh_secs, DEFAULT_JWKS_REFRESH_SECS);
+        for (url, msg) in [
+            ("http://idp.example/jwks", "must start with https://"),
+            ("https://user:pw@idp.example/jwks", "no user or password"),
+            ("not a url", "is not a valid URL"),
+        ] {
+            let err = with(url).merge(FileConfig::default()).unwrap_err();
+            assert!(err.contains(msg), "{url}: {err}");
+        }
+        let err = ServeArgs {
+            jwks_refresh_secs: Some(0),
+            ..with("https://idp.example/jwks")
+        }
+        .merge(FileConfig::default())
+        .unwrap_err();
+        assert_eq!(err, "jwks_refresh_secs must be between 1 and 86400");
+        let err = ServeArgs {
+            jwt_secret_file: Some("/s".into()),
+            jwks_ca_file: Some("/ca.pem".into()),
+            ..base()
+        }
+        .merge(FileConfig::default())
+        .unwrap_err();
+        assert_eq!(err, "jwks_refresh_secs and jwks_ca_file need jwks_url");
+        let err = ServeArgs {
+            jwt_secret_file: Some("/s".into()),
+            ..with("https://idp.example/jwks")
+        }
+        .merge(FileConfig::default())
+        .unwrap_err();
+        assert!(err.contains("only one"), "{err}");
     }
 
     #[test]

@@ -161,6 +161,7 @@ fn context_summary(v: &Verification) -> String {
 }
 
 async fn serve(cfg: pg_tenant_proxy::config::Config, args: ServeArgs) -> Result<(), String> {
+    pg_tenant_proxy::auth::jwks_url::start(&cfg.jwt).await?;
     let (shared, close_tx) = pg_tenant_proxy::server::prepare(&cfg)?;
     let shared = SharedCell::new(shared);
     tokio::spawn(reload_on_sighup(args, cfg.clone(), shared.clone()));
@@ -241,6 +242,10 @@ async fn reload_on_sighup(
                 continue;
             }
         };
+        if let Err(e) = pg_tenant_proxy::auth::jwks_url::start(&cfg.jwt).await {
+            tracing::error!(config_file = %file, error = %e, "configuration reload refused; the running configuration stays");
+            continue;
+        }
         match pg_tenant_proxy::server::reload(&cfg, &shared.current()) {
             Ok(next) => {
                 for (what, changed) in [

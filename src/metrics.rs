@@ -79,6 +79,15 @@ pub enum GuardPath {
     FullWalk,
 }
 
+/// How a fetch of `--jwks-url` ended.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+pub enum JwksRefresh {
+    /// Fetched and parsed; the cache was replaced.
+    Ok,
+    /// Failed; the cached keys stay.
+    Failed,
+}
+
 /// A label value: the snake_case name of a variant.
 pub trait Label: Copy {
     /// The value as it appears in the exposition.
@@ -99,6 +108,7 @@ labels!(EndReason { ClientClosed => "client_closed", ClientVanished => "client_v
 labels!(LoginRefusal { Startup => "startup", Token => "token", OrganizationLimit => "organization_limit", Upstream => "upstream", ConnectionLimit => "connection_limit" });
 labels!(Direction { ClientToUpstream => "client_to_upstream", UpstreamToClient => "upstream_to_client" });
 labels!(CancelOutcome { Forwarded => "forwarded", Unknown => "unknown", RateLimited => "rate_limited" });
+labels!(JwksRefresh { Ok => "ok", Failed => "failed" });
 labels!(GuardPath { FastPath => "fast_path", Cache => "cache", FullWalk => "full_walk" });
 
 /// One label `reason`.
@@ -166,6 +176,10 @@ pub struct Metrics {
     pub token_expiries: Counter,
     /// 1 while the proxy drains (no longer accepting), else 0.
     pub draining: Gauge,
+    /// Fetches of `--jwks-url`, by outcome.
+    pub jwks_refreshes: Family<Outcome, Counter>,
+    /// Signing keys in the cache of `--jwks-url`.
+    pub jwks_keys: Gauge,
 }
 
 fn build() -> Metrics {
@@ -188,6 +202,8 @@ fn build() -> Metrics {
         ]),
         token_expiries: Counter::default(),
         draining: Gauge::default(),
+        jwks_refreshes: Family::default(),
+        jwks_keys: Gauge::default(),
         registry: Registry::default(),
     };
     registry.register("sessions_open", "Client sessions open now", m.sessions_open.clone());
@@ -243,6 +259,16 @@ fn build() -> Metrics {
         m.token_expiries.clone(),
     );
     registry.register("draining", "1 while the proxy drains", m.draining.clone());
+    registry.register(
+        "jwks_refresh",
+        "Fetches of the JWKS URL, by outcome",
+        m.jwks_refreshes.clone(),
+    );
+    registry.register(
+        "jwks_keys",
+        "Signing keys cached from the JWKS URL",
+        m.jwks_keys.clone(),
+    );
     Metrics { registry, ..m }
 }
 
@@ -305,6 +331,16 @@ pub fn session_ended(reason: EndReason) {
         .inc();
 }
 
+/// Counts a fetch of the JWKS URL with `outcome`.
+pub fn jwks_refresh(outcome: JwksRefresh) {
+    get()
+        .jwks_refreshes
+        .get_or_create(&Outcome {
+            outcome: outcome.as_str(),
+        })
+        .inc();
+}
+
 /// The whole registry in Prometheus text format.
 pub fn encode() -> String {
     let mut out = String::with_capacity(8 * 1024);
@@ -325,6 +361,7 @@ mod tests {
         login_refused(LoginRefusal::Token);
         cancel(CancelOutcome::Unknown);
         session_ended(EndReason::ClientVanished);
+        jwks_refresh(JwksRefresh::Failed);
         let text = encode();
         for line in [
             "pgtp_statements_refused_total{class=\"pinned_setting\"}",
@@ -335,6 +372,8 @@ mod tests {
             "pgtp_sessions_ended_total{reason=\"client_vanished\"}",
             "# TYPE pgtp_upstream_connect_seconds histogram",
             "# TYPE pgtp_sessions_open gauge",
+            "pgtp_jwks_refresh_total{outcome=\"failed\"}",
+            "# TYPE pgtp_jwks_keys gauge",
         ] {
             assert!(text.contains(line), "{line} missing in:\n{text}");
         }

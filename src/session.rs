@@ -90,7 +90,7 @@ pub async fn run(tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
         token,
     } = *greeted;
 
-    let identity = match shared.verifier.verify(&token) {
+    let identity = match shared.verifier.verify_fetching(&token).await {
         Ok(id) => id,
         Err(e) => {
             let ce = e.to_client();

@@ -36,6 +36,9 @@ const MAX_CLAIM_LEN: usize = 64;
 /// far from overflow. `[jwt] max_ttl_secs` can set a tighter limit.
 pub const MAX_TOKEN_LIFETIME_SECS: u64 = 10 * 365 * 24 * 3600;
 
+/// The refusal for a `kid` that names no key.
+const UNKNOWN_KID: &str = "token kid names no known key";
+
 /// Who a verified token says the client is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {
@@ -89,11 +92,68 @@ fn not_allowed(m: impl Into<String>) -> AuthError {
     AuthError::NotAllowed(m.into())
 }
 
+/// Keys by `kid`, each with the algorithms it may verify.
+pub(crate) type KeyMap = HashMap<String, (DecodingKey, Vec<Algorithm>)>;
+
 enum Keys {
     /// One key; any of these algorithms.
     Single(DecodingKey, Vec<Algorithm>),
     /// By `kid`: key and its algorithms.
-    ByKid(HashMap<String, (DecodingKey, Vec<Algorithm>)>),
+    ByKid(KeyMap),
+    /// By `kid`, from a JWKS fetched over HTTPS and kept fresh.
+    Remote(std::sync::Arc<crate::auth::jwks_url::RemoteJwks>),
+}
+
+/// `[jwt] algorithms` parsed.
+fn narrowed_algorithms(cfg: &JwtConfig) -> Result<Vec<Algorithm>, String> {
+    cfg.algorithms
+        .iter()
+        .map(|a| Algorithm::from_str(a).map_err(|_| format!("unknown JWT algorithm {a:?}")))
+        .collect()
+}
+
+/// The algorithms of `family` left by the `narrowed` allow-list (all of them
+/// when it is empty); none left is an error.
+fn narrow(narrowed: &[Algorithm], family: &[Algorithm]) -> Result<Vec<Algorithm>, String> {
+    let algs: Vec<Algorithm> = family
+        .iter()
+        .copied()
+        .filter(|a| narrowed.is_empty() || narrowed.contains(a))
+        .collect();
+    if algs.is_empty() {
+        Err("[jwt] algorithms leaves no algorithm that fits the key".into())
+    } else {
+        Ok(algs)
+    }
+}
+
+/// Parses a JWKS document (from a file or a provider's URL; `what` names it
+/// in messages) into signing keys by `kid`. Encryption keys are skipped;
+/// every signing key needs a distinct `kid`; at least one must remain.
+pub(crate) fn parse_jwks(text: &str, what: &str, narrowed: &[Algorithm]) -> Result<KeyMap, String> {
+    let set: JwkSet = serde_json::from_str(text).map_err(|e| format!("{what} is not valid: {e}"))?;
+    let mut by_kid = HashMap::new();
+    for jwk in &set.keys {
+        if matches!(jwk.common.public_key_use, Some(PublicKeyUse::Encryption)) {
+            continue;
+        }
+        let Some(kid) = jwk.common.key_id.clone() else {
+            return Err(format!("{what}: every signing key needs a kid"));
+        };
+        let key = DecodingKey::from_jwk(jwk).map_err(|e| format!("{what} key {kid:?}: {e}"))?;
+        let algs = match jwk.common.key_algorithm.map(Algorithm::try_from) {
+            Some(Ok(a)) => narrow(narrowed, &[a])?,
+            Some(Err(_)) => return Err(format!("{what} key {kid:?}: algorithm is not a signing algorithm")),
+            None => narrow(narrowed, key.family().algorithms())?,
+        };
+        if by_kid.insert(kid.clone(), (key, algs)).is_some() {
+            return Err(format!("{what}: kid {kid:?} appears twice"));
+        }
+    }
+    if by_kid.is_empty() {
+        return Err(format!("{what} has no signing keys"));
+    }
+    Ok(by_kid)
 }
 
 /// Verifies tokens; built once from the configuration and shared.
@@ -115,23 +175,8 @@ impl std::fmt::Debug for Verifier {
 impl Verifier {
     /// Loads the key material named in `cfg` and checks it is usable.
     pub fn new(cfg: &JwtConfig) -> Result<Verifier, String> {
-        let narrowed: Vec<Algorithm> = cfg
-            .algorithms
-            .iter()
-            .map(|a| Algorithm::from_str(a).map_err(|_| format!("unknown JWT algorithm {a:?}")))
-            .collect::<Result<_, _>>()?;
-        let narrow = |family: &[Algorithm]| -> Result<Vec<Algorithm>, String> {
-            let algs: Vec<Algorithm> = family
-                .iter()
-                .copied()
-                .filter(|a| narrowed.is_empty() || narrowed.contains(a))
-                .collect();
-            if algs.is_empty() {
-                Err("[jwt] algorithms leaves no algorithm that fits the key".into())
-            } else {
-                Ok(algs)
-            }
-        };
+        let narrowed = narrowed_algorithms(cfg)?;
+        let fit = |family: &[Algorithm]| narrow(&narrowed, family);
         let keys = match &cfg.key {
             KeySource::SecretFile(p) => {
                 let secret = crate::config::read_secret(p, "JWT secret file")?;
@@ -144,7 +189,7 @@ impl Verifier {
                 }
                 Keys::Single(
                     DecodingKey::from_secret(secret.as_bytes()),
-                    narrow(&[Algorithm::HS256, Algorithm::HS384, Algorithm::HS512])?,
+                    fit(&[Algorithm::HS256, Algorithm::HS384, Algorithm::HS512])?,
                 )
             }
             KeySource::PublicKeyFile(p) => {
@@ -171,41 +216,13 @@ impl Verifier {
                         p.display()
                     ));
                 };
-                Keys::Single(key, narrow(family)?)
+                Keys::Single(key, fit(family)?)
             }
             KeySource::JwksFile(p) => {
                 let text = std::fs::read_to_string(p).map_err(|e| format!("cannot read JWKS {}: {e}", p.display()))?;
-                let set: JwkSet =
-                    serde_json::from_str(&text).map_err(|e| format!("JWKS {} is not valid: {e}", p.display()))?;
-                let mut by_kid = HashMap::new();
-                for jwk in &set.keys {
-                    if matches!(jwk.common.public_key_use, Some(PublicKeyUse::Encryption)) {
-                        continue;
-                    }
-                    let Some(kid) = jwk.common.key_id.clone() else {
-                        return Err(format!("JWKS {}: every signing key needs a kid", p.display()));
-                    };
-                    let key =
-                        DecodingKey::from_jwk(jwk).map_err(|e| format!("JWKS {} key {kid:?}: {e}", p.display()))?;
-                    let algs = match jwk.common.key_algorithm.map(Algorithm::try_from) {
-                        Some(Ok(a)) => narrow(&[a])?,
-                        Some(Err(_)) => {
-                            return Err(format!(
-                                "JWKS {} key {kid:?}: algorithm is not a signing algorithm",
-                                p.display()
-                            ))
-                        }
-                        None => narrow(key.family().algorithms())?,
-                    };
-                    if by_kid.insert(kid.clone(), (key, algs)).is_some() {
-                        return Err(format!("JWKS {}: kid {kid:?} appears twice", p.display()));
-                    }
-                }
-                if by_kid.is_empty() {
-                    return Err(format!("JWKS {} has no signing keys", p.display()));
-                }
-                Keys::ByKid(by_kid)
+                Keys::ByKid(parse_jwks(&text, &format!("JWKS {}", p.display()), &narrowed)?)
             }
+            KeySource::JwksUrl(source) => Keys::Remote(crate::auth::jwks_url::RemoteJwks::handle(source, &narrowed)?),
         };
         Ok(Verifier {
             keys,
@@ -218,6 +235,24 @@ impl Verifier {
     /// Verifies `token` at the current time.
     pub fn verify(&self, token: &str) -> Result<Identity, AuthError> {
         self.verify_at(token, unix_now())
+    }
+
+    /// As [`Verifier::verify`]; with keys from a URL, a token whose `kid`
+    /// names no cached key may trigger one refetch of the configured URL
+    /// (never one the token names), rate-bounded and with a deadline, after
+    /// which verification is tried once more.
+    pub async fn verify_fetching(&self, token: &str) -> Result<Identity, AuthError> {
+        let first = self.verify(token);
+        match (&first, &self.keys) {
+            (Err(AuthError::InvalidToken(m)), Keys::Remote(remote)) if m == UNKNOWN_KID => {
+                if remote.refetch_for_unknown_kid().await {
+                    self.verify(token)
+                } else {
+                    first
+                }
+            }
+            _ => first,
+        }
     }
 
     /// Verifies `token` as if the time were `now` (seconds since the epoch).
@@ -237,16 +272,14 @@ impl Verifier {
                 "token header lists critical extensions (\"crit\"), and this proxy implements none",
             ));
         }
+        // Held for this verification only: a refresh may swap the set meanwhile.
+        let remote_keys;
         let (key, algs) = match &self.keys {
             Keys::Single(k, a) => (k, a),
-            Keys::ByKid(map) => {
-                let kid = header
-                    .kid
-                    .as_deref()
-                    .ok_or_else(|| invalid("token has no kid, and keys are chosen by kid"))?;
-                map.get(kid)
-                    .map(|(k, a)| (k, a))
-                    .ok_or_else(|| invalid("token kid names no known key"))?
+            Keys::ByKid(map) => by_kid(map, &header)?,
+            Keys::Remote(r) => {
+                remote_keys = r.keys();
+                by_kid(&remote_keys, &header)?
             }
         };
         if !algs.contains(&header.alg) {
@@ -308,6 +341,19 @@ impl Verifier {
             expires_at: exp,
         })
     }
+}
+
+/// The key the header's `kid` names. `jku`, `x5u` and other key-locating
+/// header members are ignored: keys come only from the configuration.
+fn by_kid<'a>(
+    map: &'a KeyMap,
+    header: &jsonwebtoken::Header,
+) -> Result<(&'a DecodingKey, &'a Vec<Algorithm>), AuthError> {
+    let kid = header
+        .kid
+        .as_deref()
+        .ok_or_else(|| invalid("token has no kid, and keys are chosen by kid"))?;
+    map.get(kid).map(|(k, a)| (k, a)).ok_or_else(|| invalid(UNKNOWN_KID))
 }
 
 /// Whether the JOSE header has a `crit` member at all, `null` included
