@@ -376,8 +376,12 @@ async fn a_url_named_by_the_token_is_never_fetched() {
 /// Runs `serve` with `flags`, expecting it to exit by itself: status and stderr.
 async fn serve_exits(flags: Vec<String>) -> (std::process::ExitStatus, String) {
     let upstream = upstream();
+    let key_dir = tempfile::tempdir().unwrap();
+    let key_file = key_dir.path().join("context.key");
+    std::fs::write(&key_file, CONTEXT_KEY).unwrap();
     // The provider runs on this runtime's other thread while this one waits.
     let out = tokio::task::spawn_blocking(move || {
+        let _keep = &key_dir;
         let mut child = std::process::Command::new(bin())
             .arg("serve")
             .args([
@@ -387,6 +391,8 @@ async fn serve_exits(flags: Vec<String>) -> (std::process::ExitStatus, String) {
                 &upstream,
             ])
             .args(flags)
+            .arg("--context-key-file")
+            .arg(&key_file)
             .env("PGTP_UPSTREAM_PASSWORD", LOGIN_PASSWORD)
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
