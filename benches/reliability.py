@@ -140,6 +140,65 @@ async def send_cancel(pid, secret):
         w.close()
 
 
+class Wire:
+    """A minimal protocol-3 client (simple query only) that records every
+    message, so the restart phase sees exactly what the proxy sends: asyncpg
+    turns a FATAL that ends the connection into its own client-side
+    ConnectionDoesNotExistError (08003), directly against PostgreSQL too."""
+
+    @classmethod
+    async def connect(cls, org):
+        self = cls()
+        self.r, self.w = await asyncio.open_connection("127.0.0.1", PORT)
+        body = b"user\0app\0database\0app\0\0"
+        self.w.write(struct.pack("!ii", 8 + len(body), 196608) + body)
+        t, _ = await self.read()
+        if t != b"R":
+            raise RuntimeError(f"wire: expected an authentication request, got {t!r}")
+        pw = TOKENS[org].encode() + b"\0"
+        self.w.write(b"p" + struct.pack("!i", 4 + len(pw)) + pw)
+        while True:
+            t, b = await self.read()
+            if t == b"E":
+                raise RuntimeError(f"wire: login refused: {self.fields(b)}")
+            if t == b"Z":
+                return self
+
+    async def read(self):
+        h = await self.r.readexactly(5)
+        n = struct.unpack("!i", h[1:])[0]
+        return h[:1], await self.r.readexactly(n - 4)
+
+    @staticmethod
+    def fields(b):
+        return {chr(f[0]): f[1:].decode(errors="replace") for f in b.split(b"\0") if f}
+
+    def query(self, sql):
+        q = sql.encode() + b"\0"
+        self.w.write(b"Q" + struct.pack("!i", 4 + len(q)) + q)
+
+    async def until_close(self, timeout):
+        """Messages up to EOF: 'E <severity> <SQLSTATE> <message>' for
+        errors, the type letter for others, then 'close'."""
+        seen = []
+        try:
+            while True:
+                t, b = await asyncio.wait_for(self.read(), timeout)
+                if t == b"E":
+                    f = self.fields(b)
+                    seen.append(f"ErrorResponse {f.get('V', f.get('S'))} {f.get('C')} \"{f.get('M')}\"")
+                elif t not in (b"T", b"N", b"S"):
+                    seen.append(t.decode())
+        except asyncio.IncompleteReadError:
+            seen.append("close")
+        except asyncio.TimeoutError:
+            seen.append(f"no close within {timeout} s")
+        except OSError as e:
+            seen.append(f"{type(e).__name__}")
+        self.w.close()
+        return ", ".join(seen)
+
+
 # Statements of the mixed workload.
 SIMPLE_FOREIGN = "SELECT 1 FROM agent_instances WHERE organization_id <> '{org}'::uuid"
 SIMPLE_ALL = "SELECT 1 FROM agent_instances"
@@ -366,7 +425,7 @@ async def churn(a):
             org = rng.choice(ORGS)
             try:
                 await asyncio.wait_for(cycle(org), 30)
-                t.ops["cycle"] += 1
+                t.ops["cycle (incl. warm-up)"] += 1
             except Exception as e:  # noqa: BLE001
                 t.error(f"cycle: {t.outcome(e)}", f"{org}: {e}")
             counter["n"] += 1
@@ -420,51 +479,74 @@ async def restarts(a):
             return f"{type(e).__name__} SQLSTATE {e.sqlstate}: {e}"
         return f"{type(e).__name__}: {e}"
 
+    shutdown = f'ErrorResponse FATAL {a.expect_busy} "terminating connection due to administrator command", close'
     for i in range(a.restarts):
-        busy, idle = [], []
+        # Four kinds of open session, round robin: a raw wire client running
+        # pg_sleep(60), a raw wire client idle, asyncpg running pg_sleep(60),
+        # asyncpg idle.
+        wire_busy, wire_idle, busy, idle = [], [], [], []
         for j in range(a.restart_sessions):
             org = ORGS[(i + j) % len(ORGS)]
             try:
-                conn = await connect(org)
+                if j % 4 < 2:
+                    (wire_busy if j % 4 == 0 else wire_idle).append(await Wire.connect(org))
+                else:
+                    (busy if j % 4 == 2 else idle).append((org, await connect(org)))
             except Exception as e:  # noqa: BLE001
                 t.error(f"connect before restart: {t.outcome(e)}", describe(e))
-                continue
-            (busy if j % 2 == 0 else idle).append((org, conn))
+        for wc in wire_busy:
+            wc.query("SELECT pg_sleep(60)")
         running = [asyncio.ensure_future(conn.fetchval("SELECT pg_sleep(60)")) for _, conn in busy]
         await asyncio.sleep(0.3)
         rs = time.monotonic()
+        wire_seen = [asyncio.ensure_future(wc.until_close(20)) for wc in wire_busy + wire_idle]
         proc = await asyncio.create_subprocess_shell(cmd, stdout=asyncio.subprocess.DEVNULL,
                                                      stderr=asyncio.subprocess.PIPE)
         _, err = await asyncio.wait_for(proc.communicate(), 120)
         if proc.returncode != 0:
             raise RuntimeError(f"restart {i + 1} failed: {err.decode()[-500:]}")
-        # 1. busy sessions: the statement fails with the server's FATAL
+        # 0. raw wire sessions: exactly PostgreSQL's FATAL 57P01, then the close
+        for k, fut in enumerate(wire_seen):
+            state = "wire, running pg_sleep" if k < len(wire_busy) else "wire, idle"
+            seen = await fut
+            outcomes[(state, seen)] += 1
+            if seen == shutdown:
+                t.ops[f"{state}: FATAL {a.expect_busy} then close"] += 1
+            else:
+                t.error(f"{state}: not FATAL {a.expect_busy} then close", seen)
+        # 1. asyncpg running a statement: it fails at once. asyncpg reports a
+        #    FATAL that ends the connection as its own ConnectionDoesNotExistError
+        #    (08003), exactly as it does directly against PostgreSQL.
         for fut, (org, conn) in zip(running, busy):
             try:
                 await asyncio.wait_for(fut, 15)
-                outcomes[("busy", "completed (no error)")] += 1
-                t.error("busy session: no error")
+                outcomes[("asyncpg, running pg_sleep", "completed (no error)")] += 1
+                t.error("asyncpg busy session: no error")
             except asyncio.TimeoutError:
-                outcomes[("busy", "hung > 15 s after restart")] += 1
-                t.error("busy session: hang")
+                outcomes[("asyncpg, running pg_sleep", "hung > 15 s after restart")] += 1
+                t.error("asyncpg busy session: hang")
             except Exception as e:  # noqa: BLE001
-                outcomes[("busy", describe(e))] += 1
-                if not (isinstance(e, asyncpg.PostgresError) and e.sqlstate == a.expect_busy):
-                    t.error(f"busy session: {t.outcome(e)} (expected SQLSTATE {a.expect_busy})", describe(e))
+                outcomes[("asyncpg, running pg_sleep", describe(e))] += 1
+                if isinstance(e, asyncpg.ConnectionDoesNotExistError):
+                    t.ops["asyncpg, running pg_sleep: ConnectionDoesNotExistError"] += 1
                 else:
-                    t.ops["busy session got " + a.expect_busy] += 1
-        # 2. idle sessions: the next statement fails at once (no hang, no success)
+                    t.error(f"asyncpg busy session: {t.outcome(e)} (expected ConnectionDoesNotExistError)",
+                            describe(e))
+        # 2. asyncpg idle: its next statement fails at once (no hang, no success)
         for org, conn in idle:
             try:
                 await asyncio.wait_for(conn.fetchval("SELECT 1"), 15)
-                outcomes[("idle", "next statement succeeded")] += 1
-                t.error("idle session: next statement succeeded after a restart")
+                outcomes[("asyncpg, idle", "next statement succeeded")] += 1
+                t.error("asyncpg idle session: next statement succeeded after a restart")
             except asyncio.TimeoutError:
-                outcomes[("idle", "next statement hung > 15 s")] += 1
-                t.error("idle session: hang")
+                outcomes[("asyncpg, idle", "next statement hung > 15 s")] += 1
+                t.error("asyncpg idle session: hang")
             except Exception as e:  # noqa: BLE001
-                outcomes[("idle", describe(e))] += 1
-                t.ops["idle session failed cleanly"] += 1
+                outcomes[("asyncpg, idle", "next statement: " + describe(e))] += 1
+                if isinstance(e, asyncpg.InterfaceError):
+                    t.ops["asyncpg, idle: next statement InterfaceError (connection is closed)"] += 1
+                else:
+                    t.error(f"asyncpg idle session: {t.outcome(e)} (expected InterfaceError)", describe(e))
         for _, conn in busy + idle:
             conn.terminate()
         # 3. a new session right away, first attempt, checked rows
@@ -480,13 +562,17 @@ async def restarts(a):
             t.ops["new session right after restart"] += 1
         except Exception as e:  # noqa: BLE001
             t.error(f"new session right after restart: {t.outcome(e)}", describe(e))
-        if (i + 1) % max(a.restarts // 5, 1) == 0:
+        if i == 0:  # the first restart is the warm-up: growth is measured from here
+            warm = await settled_stats(before["fds"], timeout=3)
+            samples.append(("after restart 1 (warm-up)", round(time.monotonic() - t0), warm))
+        elif (i + 1) % max(a.restarts // 5, 1) == 0:
             s = await settled_stats(before["fds"], timeout=3)
             samples.append((f"after restart {i + 1}", round(time.monotonic() - t0), s))
             log(f"restarts: {i + 1}/{a.restarts}, {sum(t.errors.values())} errors, proxy {s}")
     after = await settled_stats(before["fds"])
     samples.append(("after", round(time.monotonic() - t0), after))
-    ok_growth, rss_g, fd_g = growth_ok(before, after, a.rss_pct, a.fd_slack)
+    ok_growth, rss_g, fd_g = growth_ok(warm, after, a.rss_pct, a.fd_slack)
+    fd_g = max(fd_g, after["fds"] - before["fds"])
     first_ok_ms.sort()
     return {"restarts": a.restarts, "sessions_per_restart": a.restart_sessions,
             "secs": round(time.monotonic() - t0, 1), "tally": t.as_dict(), "samples": samples,
@@ -546,7 +632,7 @@ def summary(res, a):
                    f"({r['cycles_per_sec']}/s) | |")
         tally_rows("churn", r)
         sample_rows("churn", r)
-        out.append(f"| churn | RSS growth (limit {a.rss_pct} %) | {r['rss_growth_pct']} % | "
+        out.append(f"| churn | RSS growth after warm-up → end (limit {a.rss_pct} %) | {r['rss_growth_pct']} % | "
                    f"{verdict(r['rss_growth_pct'] <= a.rss_pct, 'churn RSS growth')} |")
         out.append(f"| churn | fd growth (limit {a.fd_slack}) | {r['fd_growth']} | "
                    f"{verdict(r['fd_growth'] <= a.fd_slack, 'churn fd growth')} |")
@@ -554,14 +640,14 @@ def summary(res, a):
         r = res["restarts"]
         out.append(f"| restarts | restarts × open sessions, time | {r['restarts']} × {r['sessions_per_restart']}, {r['secs']} s | |")
         for state, what, n in r["outcomes"]:
-            out.append(f"| restarts | {state} session saw: {what} | {n} | |")
+            out.append(f"| restarts | {state} session saw: {what} | {n} | |".replace("| restarts | wire", "| restarts | wire"))
         out.append(f"| restarts | restart begun → first good new session p50 / max | "
                    f"{r['restart_to_first_good_session_ms_p50']} / {r['restart_to_first_good_session_ms_max']} ms | |")
         tally_rows("restarts", r)
         sample_rows("restarts", r)
-        out.append(f"| restarts | RSS growth (limit {a.rss_pct} %) | {r['rss_growth_pct']} % | "
+        out.append(f"| restarts | RSS growth after restart 1 → end (limit {a.rss_pct} %) | {r['rss_growth_pct']} % | "
                    f"{verdict(r['rss_growth_pct'] <= a.rss_pct, 'restarts RSS growth')} |")
-        out.append(f"| restarts | fd growth (limit {a.fd_slack}) | {r['fd_growth']} | "
+        out.append(f"| restarts | fd growth before → end (limit {a.fd_slack}) | {r['fd_growth']} | "
                    f"{verdict(r['fd_growth'] <= a.fd_slack, 'restarts fd growth')} |")
     return "\n".join(out), failed
 

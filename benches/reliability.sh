@@ -36,7 +36,8 @@
 #   --phases "A B"        phases to run (default "soak churn restarts")
 #   --rss-pct P           RSS growth allowed after warm-up, % (10)
 #   --fd-slack N          fd growth allowed (5)
-#   --no-build            use the existing target/release binary
+#   --no-build            use the existing target/release binary (or RB_PROXY_BIN=PATH:
+#                         another build, e.g. target/debug for a smoke test)
 #   --out FILE            also write the summary table (markdown) to FILE
 #   --json FILE           also keep the raw results (JSON)
 # Exits non-zero when a target is missed: any error or unexpected SQLSTATE,
@@ -91,7 +92,7 @@ if [ "$BUILD" = 1 ]; then
   log "building the proxy (release)"
   cargo build --release --quiet --bin pg-tenant-proxy
 fi
-PROXY_BIN=$REPO/target/release/pg-tenant-proxy
+PROXY_BIN=${RB_PROXY_BIN:-$REPO/target/release/pg-tenant-proxy}
 [ -x "$PROXY_BIN" ] || { echo "missing $PROXY_BIN (build it or drop --no-build)" >&2; exit 1; }
 export PROXY_BIN
 
