@@ -146,7 +146,7 @@ SQL
 
 # ---------------------------------------------------------------- proxy
 # No per-organization cap: the soak puts SESSIONS/ORGS sessions on each.
-log "starting the proxy (release, --max-sessions-per-org 0)"
+log "starting the proxy ($PROXY_BIN, --max-sessions-per-org 0)"
 PGTP_MAX_SESSIONS_PER_ORG=0 proxy_start "$WORK"
 TTL=$((SOAK_SECS + 4 * 3600))
 : >"$WORK/tokens"
@@ -178,7 +178,7 @@ kill -0 "$PROXY_PID" 2>/dev/null || { echo "the proxy died during the run:" >&2;
   echo "## pg-tenant-proxy reliability run ($MODE)"
   echo
   echo "- machine: $(nproc) cores, $(awk -F': ' '/^model name/{print $2; exit}' /proc/cpuinfo), $(awk '/MemTotal/{printf "%.1f GiB", $2/1048576}' /proc/meminfo) RAM, Linux $(uname -r)"
-  echo "- $("$PG_BIN/postgres" --version), pg-tenant-proxy $(git -C "$REPO" rev-parse --short HEAD 2>/dev/null) (release), asyncpg $($PY -c 'import asyncpg; print(asyncpg.__version__)'), $($PY --version)"
+  echo "- $("$PG_BIN/postgres" --version), pg-tenant-proxy $(git -C "$REPO" rev-parse --short HEAD 2>/dev/null) ($(basename "$(dirname "$PROXY_BIN")") build), asyncpg $($PY -c 'import asyncpg; print(asyncpg.__version__)'), $($PY --version)"
   echo "- phases: $PHASES; soak $SESSIONS sessions x ${SOAK_SECS}s over $ORGS organizations ($ROWS rows each); churn $CHURN cycles x $CONCURRENCY; restarts $RESTARTS x $RESTART_SESSIONS sessions; wall time $((SECONDS - T0)) s"
   echo "- proxy log: $(wc -l <"$WORK/proxy.log") lines; ERROR/WARN lines: $(grep -c -E ' (ERROR|WARN) ' "$WORK/proxy.log" || true)"
   echo
