@@ -1056,8 +1056,10 @@ mod tests {
 
     #[test]
     fn jwks_url_is_a_fourth_key_source_https_only() {
+        // The context key is not what this test is about.
         let base = || ServeArgs {
             upstream: Some("postgresql://r@h/app".into()),
+            context_verification: Some("off".into()),
             ..Default::default()
         };
         let file: FileConfig = toml::from_str(
