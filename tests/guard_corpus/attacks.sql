@@ -2,7 +2,7 @@
 -- `-- @case <name> [class N] [code XXXXX] [hex]`; the body runs to the next
 -- `-- @case` line (trailing blank lines removed). The expected SQLSTATE is
 -- 42501 unless `[code ...]` says otherwise. `[hex]` bodies are hex-encoded
--- bytes (for input that is not valid UTF-8). Classes follow issue 3:
+-- bytes (for input that is not valid UTF-8). Classes follow docs/threat-model.md:
 -- 1 protected settings, 2 role changes, 3 set_config, 4 lexing settings and
 -- undecodable input, 5 code the parser cannot see, 6 fast path (tested
 -- separately: it is a message, not SQL), 7 cross-tenant side channels.

@@ -25,7 +25,7 @@ pub enum Expect {
 pub struct Case {
     /// Unique name, used in test failure messages.
     pub name: String,
-    /// The issue-3 class (1-7) an attack belongs to; `None` for must-pass.
+    /// The threat-model class (1-8) an attack belongs to; `None` for must-pass.
     pub class: Option<u8>,
     /// The exact message body (Query text or Parse query string).
     pub sql: Vec<u8>,
