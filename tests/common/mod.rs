@@ -209,10 +209,13 @@ impl Proxy {
         p
     }
 
+    /// Waits for the "ready" log line, which follows the listener's bind.
+    /// No probe connection: one would hold a connection slot until the proxy
+    /// sees it close, and a test of `--max-connections` would race it.
     async fn wait_ready(&self) {
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
-            if tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await.is_ok() {
+            if self.log_text().contains("pg-tenant-proxy ready") {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
