@@ -304,6 +304,62 @@ pub struct Config {
     pub log_format: LogFormat,
     /// Whether the proxy signs the tenant context PostgreSQL verifies.
     pub context: Verification,
+    /// Session or transaction pooling.
+    pub pool: PoolConfig,
+}
+
+/// How client sessions map onto upstream backends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PoolMode {
+    /// Each client session has its own backend for its whole life.
+    Session,
+    /// A client session holds a backend only for one transaction.
+    Transaction,
+}
+
+impl PoolMode {
+    /// Parses `session` or `transaction`.
+    pub fn parse(s: &str) -> Result<PoolMode, String> {
+        match s {
+            "session" => Ok(PoolMode::Session),
+            "transaction" => Ok(PoolMode::Transaction),
+            other => Err(format!(
+                "pool_mode must be \"session\" or \"transaction\", not {other:?}"
+            )),
+        }
+    }
+}
+
+/// How the tenant is pinned in each pooled transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PinForm {
+    /// `SET LOCAL` statements (simple protocol) and `set_config(..., true)`
+    /// (extended protocol).
+    Local,
+    /// As [`PinForm::Local`], but extended-protocol transactions that are not
+    /// in an explicit block are pinned with `SET LOCAL` inside an explicit
+    /// block too, which Citus forwards to its workers.
+    Citus,
+}
+
+/// Default of [`PoolConfig::size`].
+pub const DEFAULT_POOL_SIZE: usize = 20;
+
+/// Transaction pooling settings (unused in session mode).
+#[derive(Debug, Clone)]
+pub struct PoolConfig {
+    /// Session (default) or transaction.
+    pub mode: PoolMode,
+    /// Most upstream backends the pool opens.
+    pub size: usize,
+    /// Longest a client waits for a free backend before 53300.
+    pub checkout_timeout: Duration,
+    /// A backend idle in the pool this long is closed.
+    pub idle_timeout: Duration,
+    /// A backend this old is closed when it comes back to the pool.
+    pub max_lifetime: Duration,
+    /// How the tenant is pinned per transaction.
+    pub pin_form: PinForm,
 }
 
 /// How log lines are written.
@@ -374,6 +430,26 @@ pub struct FileConfig {
     pub guard: Option<GuardConfig>,
     /// `[context]`.
     pub context: FileContext,
+    /// `pool_mode = "session"` or `"transaction"`.
+    pub pool_mode: Option<String>,
+    /// `pool_size = 20`.
+    pub pool_size: Option<usize>,
+    /// `[pool]`.
+    pub pool: FilePool,
+}
+
+/// `[pool]` in the file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FilePool {
+    /// Seconds a client waits for a free backend.
+    pub checkout_timeout_secs: Option<u64>,
+    /// Seconds an unused backend stays open.
+    pub idle_timeout_secs: Option<u64>,
+    /// Seconds a backend lives before it is replaced.
+    pub max_lifetime_secs: Option<u64>,
+    /// `"local"` or `"citus"`.
+    pub pin_form: Option<String>,
 }
 
 /// `[context]` in the file.
@@ -566,6 +642,24 @@ pub struct ServeArgs {
     /// database must run with tenant.set_context_verification(false)).
     #[arg(long, env = "PGTP_CONTEXT_VERIFICATION", value_name = "on|off")]
     pub context_verification: Option<String>,
+    /// session (each client session holds one backend) or transaction (a
+    /// backend per transaction, the tenant pinned in each) [default: session].
+    #[arg(long, env = "PGTP_POOL_MODE", value_name = "MODE")]
+    pub pool_mode: Option<String>,
+    /// Most upstream backends in transaction mode [default: 20].
+    #[arg(long, env = "PGTP_POOL_SIZE", value_name = "N")]
+    pub pool_size: Option<usize>,
+    /// Seconds a client waits for a free backend before 53300 [default: 30].
+    #[arg(long, env = "PGTP_POOL_CHECKOUT_TIMEOUT", value_name = "SECONDS")]
+    pub pool_checkout_timeout: Option<u64>,
+    /// Seconds an unused pooled backend stays open [default: 600].
+    #[arg(long, env = "PGTP_POOL_IDLE_TIMEOUT", value_name = "SECONDS")]
+    pub pool_idle_timeout: Option<u64>,
+    /// How the tenant is pinned per transaction: local (SET LOCAL /
+    /// set_config(..., true)) or citus (SET LOCAL inside a transaction block,
+    /// which Citus forwards to workers) [default: local].
+    #[arg(long, env = "PGTP_POOL_PIN_FORM", value_name = "FORM")]
+    pub pool_pin_form: Option<String>,
 }
 
 impl ServeArgs {
@@ -723,6 +817,7 @@ impl ServeArgs {
         let guard = file.guard.unwrap_or_default();
         crate::guard::Guard::new(&guard).map_err(|e| format!("[guard]: {e}"))?;
         let context = self.context(file.context)?;
+        let pool = self.pool(file.pool_mode, file.pool_size, file.pool)?;
         Ok(Config {
             listen,
             upstream,
@@ -752,6 +847,45 @@ impl ServeArgs {
                 None => LogFormat::Text,
             },
             context,
+            pool,
+        })
+    }
+
+    /// Pool settings: flags and environment over the file over defaults.
+    fn pool(&self, mode: Option<String>, size: Option<usize>, file: FilePool) -> Result<PoolConfig, String> {
+        let mode = match self.pool_mode.clone().or(mode) {
+            Some(m) => PoolMode::parse(&m)?,
+            None => PoolMode::Session,
+        };
+        let size = self.pool_size.or(size).unwrap_or(DEFAULT_POOL_SIZE);
+        if !(1..=10_000).contains(&size) {
+            return Err(format!("pool_size must be between 1 and 10000, not {size}"));
+        }
+        let secs = |v: Option<u64>, default: u64, what: &str| match v.unwrap_or(default) {
+            0 => Err(format!("{what} must be at least 1 second")),
+            n if n > 86_400 * 7 => Err(format!("{what} must be at most a week")),
+            n => Ok(Duration::from_secs(n)),
+        };
+        let pin_form = match self.pool_pin_form.clone().or(file.pin_form).as_deref() {
+            None | Some("local") => PinForm::Local,
+            Some("citus") => PinForm::Citus,
+            Some(other) => return Err(format!("pool pin_form must be \"local\" or \"citus\", not {other:?}")),
+        };
+        Ok(PoolConfig {
+            mode,
+            size,
+            checkout_timeout: secs(
+                self.pool_checkout_timeout.or(file.checkout_timeout_secs),
+                30,
+                "pool checkout_timeout_secs",
+            )?,
+            idle_timeout: secs(
+                self.pool_idle_timeout.or(file.idle_timeout_secs),
+                600,
+                "pool idle_timeout_secs",
+            )?,
+            max_lifetime: secs(file.max_lifetime_secs, 3600, "pool max_lifetime_secs")?,
+            pin_form,
         })
     }
 
