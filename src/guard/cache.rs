@@ -24,7 +24,8 @@ const BYTES_PER_ENTRY_BUDGET: usize = 2 * 1024;
 /// A tenant-independent verdict.
 #[derive(Debug, Clone)]
 pub(crate) enum Cached {
-    Allow,
+    /// Allowed; what it does to the session (transaction pool mode only).
+    Allow(super::Effects),
     Deny(ClientError),
 }
 
@@ -129,10 +130,10 @@ mod tests {
             panic!("cache disabled")
         };
         for i in 0..10_000 {
-            c.insert(format!("SELECT {i}").as_bytes(), Cached::Allow);
+            c.insert(format!("SELECT {i}").as_bytes(), Cached::Allow(Default::default()));
         }
         assert!(c.len() <= 64 + SHARDS);
-        assert!(matches!(c.get(b"SELECT 9999"), Some(Cached::Allow)));
+        assert!(matches!(c.get(b"SELECT 9999"), Some(Cached::Allow(_))));
     }
 
     #[test]
@@ -141,7 +142,7 @@ mod tests {
             panic!("cache disabled")
         };
         let big = vec![b'x'; MAX_CACHED_STATEMENT_BYTES + 1];
-        c.insert(&big, Cached::Allow);
+        c.insert(&big, Cached::Allow(Default::default()));
         assert!(c.get(&big).is_none());
     }
 }

@@ -41,6 +41,7 @@ use crate::metrics::{self, GuardPath};
 use cache::{Cached, VerdictCache};
 pub use limits::{LimitError, SettingLimits, DEFAULT_LIMITS};
 pub use notify::MAX_CLIENT_CHANNEL_BYTES;
+pub use walk::Effects;
 
 /// The settings the proxy pins at upstream startup (see [`crate::pin`]).
 /// Always protected, even when the configured list omits them.
@@ -104,6 +105,8 @@ pub enum Verdict {
 /// The statement policy, built once and shared by all sessions.
 pub struct Guard {
     policy: walk::Policy,
+    /// Transaction pool mode (see [`walk::Policy::pooled`]).
+    pooled: bool,
     max_statement_bytes: usize,
     cache: Option<VerdictCache>,
 }
@@ -139,12 +142,38 @@ enum Checked {
     Verdict(Cached),
     /// Allowed, but top-level LISTEN/NOTIFY/UNLISTEN statements, and this
     /// many `pg_notify()` calls, need scoping.
-    NeedsRewrite(pg_query::protobuf::ParseResult, usize),
+    NeedsRewrite(pg_query::protobuf::ParseResult, usize, Effects),
+}
+
+/// Words that send a statement to the full walk in transaction pool mode,
+/// on top of the prefilter's own screen: the session state the parse-free
+/// path would otherwise let through (`SELECT ... INTO TEMP`, `DECLARE ...
+/// WITH HOLD`, SQL-level `EXECUTE`/`DEALLOCATE`, `DISCARD ALL`). Keywords
+/// are ASCII and matched case-insensitively by PostgreSQL, so a substring
+/// test finds every keyword use (and some other words, which merely take
+/// the longer path).
+const POOLED_SCREEN: &[&[u8]] = &[b"temp", b"hold", b"execute", b"deallocate", b"discard", b"declare"];
+
+fn pooled_screen_hit(text: &[u8]) -> bool {
+    text.iter().enumerate().any(|(i, b)| {
+        matches!(b | 0x20, b't' | b'h' | b'e' | b'd')
+            && POOLED_SCREEN.iter().any(|word| {
+                text.get(i..i.saturating_add(word.len()))
+                    .is_some_and(|w| w.eq_ignore_ascii_case(word))
+            })
+    })
 }
 
 impl Guard {
-    /// Validates the configuration and builds the guard.
+    /// Validates the configuration and builds the guard for session mode.
     pub fn new(cfg: &GuardConfig) -> Result<Guard, String> {
+        Self::for_mode(cfg, false)
+    }
+
+    /// Builds the guard; `pooled` for transaction pool mode, which also
+    /// refuses session state that would outlive a transaction and reports
+    /// changes of tracked settings.
+    pub fn for_mode(cfg: &GuardConfig, pooled: bool) -> Result<Guard, String> {
         let mut protected: Vec<String> = Vec::new();
         for raw in cfg.protected_settings.iter().map(String::as_str).chain(PINNED_SETTINGS) {
             let name = settings::normalise_config_name(raw)?;
@@ -156,12 +185,14 @@ impl Guard {
             return Err("guard.max_statement_bytes must be at least 1".into());
         }
         Ok(Guard {
+            pooled,
             max_statement_bytes: cfg.max_statement_bytes,
             policy: walk::Policy {
                 settings: settings::Settings::new(protected, SettingLimits::new(cfg.setting_limits.as_ref())?),
                 allow_do_blocks: cfg.allow_do_blocks,
                 allow_create_function: cfg.allow_create_function,
                 allow_explain: cfg.allow_explain,
+                pooled,
             },
             cache: VerdictCache::new(cfg.verdict_cache_entries),
         })
@@ -175,11 +206,17 @@ impl Guard {
     /// Body of a simple-protocol Query message, without the trailing NUL.
     /// Untrusted bytes. Any refused statement refuses the whole message.
     pub fn check_query(&self, sql: &[u8], scope: &TenantScope) -> Verdict {
-        self.check(sql, scope)
+        self.check(sql, scope).0
     }
 
     /// Query string of an extended-protocol Parse message, without the NUL.
     pub fn check_parse(&self, sql: &[u8], scope: &TenantScope) -> Verdict {
+        self.check(sql, scope).0
+    }
+
+    /// Like [`Guard::check_query`] and [`Guard::check_parse`], with what an
+    /// allowed text does to the session (transaction pool mode).
+    pub fn check_with_effects(&self, sql: &[u8], scope: &TenantScope) -> (Verdict, Effects) {
         self.check(sql, scope)
     }
 
@@ -189,17 +226,20 @@ impl Guard {
         Verdict::Deny(refusal::fast_path())
     }
 
-    fn check(&self, sql: &[u8], scope: &TenantScope) -> Verdict {
+    fn check(&self, sql: &[u8], scope: &TenantScope) -> (Verdict, Effects) {
         let text = match std::str::from_utf8(sql) {
             Ok(t) => t,
-            Err(_) => return Verdict::Deny(refusal::invalid_utf8()),
+            Err(_) => return (Verdict::Deny(refusal::invalid_utf8()), Effects::default()),
         };
         // One plain statement: decided from the bytes alone, cheaper than a
         // cache lookup and never cached (statements with ever-new literals
         // would only push out the verdicts of statements that repeat).
-        if text.len() <= self.max_statement_bytes && prefilter::one_plain_statement(text) {
+        if text.len() <= self.max_statement_bytes
+            && prefilter::one_plain_statement(text)
+            && !(self.pooled && pooled_screen_hit(sql))
+        {
             metrics::guard_path(GuardPath::FastPath);
-            return Verdict::Allow;
+            return (Verdict::Allow, Effects::default());
         }
         if let Some(hit) = self.cache.as_ref().and_then(|c| c.get(sql)) {
             metrics::guard_path(GuardPath::Cache);
@@ -218,9 +258,9 @@ impl Guard {
                 }
                 to_verdict(v)
             }
-            Checked::NeedsRewrite(parsed, calls) => match rewrite(text, &parsed, calls, scope) {
-                Ok(new_sql) => Verdict::Rewrite(new_sql),
-                Err(e) => Verdict::Deny(e),
+            Checked::NeedsRewrite(parsed, calls, effects) => match rewrite(text, &parsed, calls, scope) {
+                Ok(new_sql) => (Verdict::Rewrite(new_sql), effects),
+                Err(e) => (Verdict::Deny(e), Effects::default()),
             },
         }
     }
@@ -236,8 +276,8 @@ impl Guard {
                 self.max_statement_bytes,
             )));
         }
-        if prefilter::plainly_safe(text) {
-            return Checked::Verdict(Cached::Allow);
+        if prefilter::plainly_safe(text) && !(self.pooled && pooled_screen_hit(text.as_bytes())) {
+            return Checked::Verdict(Cached::Allow(Effects::default()));
         }
         self.walk_text(text)
     }
@@ -250,20 +290,28 @@ impl Guard {
         };
         let mut rewrite_needed = false;
         let mut calls = 0usize;
+        let mut effects = Effects::default();
         for tree in &trees {
-            if let Err(e) = self.policy.check(tree) {
-                return Checked::Verdict(Cached::Deny(e));
+            match self.policy.check(tree) {
+                Ok(e) => effects = effects.union(e),
+                Err(e) => return Checked::Verdict(Cached::Deny(e)),
             }
             rewrite_needed |= notify::needs_rewrite(tree);
             calls += notify::pg_notify_calls(tree);
         }
+        // DISCARD ALL runs only outside a transaction block, so only alone.
+        if effects.discard_all && trees.len() != 1 {
+            return Checked::Verdict(Cached::Deny(refusal::pooled_outside_block(
+                "DISCARD ALL together with other statements",
+            )));
+        }
         if !rewrite_needed && calls == 0 {
-            return Checked::Verdict(Cached::Allow);
+            return Checked::Verdict(Cached::Allow(effects));
         }
         // Rare (LISTEN/NOTIFY/pg_notify): the rewrite needs statement spans
         // and values, which the protobuf tree carries.
         match parse::parse(text) {
-            Ok(parsed) => Checked::NeedsRewrite(parsed, calls),
+            Ok(parsed) => Checked::NeedsRewrite(parsed, calls, effects),
             Err(e) => Checked::Verdict(Cached::Deny(parse_refusal(e))),
         }
     }
@@ -286,10 +334,10 @@ fn parse_refusal(e: parse::ParseError) -> ClientError {
     }
 }
 
-fn to_verdict(c: Cached) -> Verdict {
+fn to_verdict(c: Cached) -> (Verdict, Effects) {
     match c {
-        Cached::Allow => Verdict::Allow,
-        Cached::Deny(e) => Verdict::Deny(e),
+        Cached::Allow(effects) => (Verdict::Allow, effects),
+        Cached::Deny(e) => (Verdict::Deny(e), Effects::default()),
     }
 }
 
@@ -374,7 +422,7 @@ pub mod probe {
     pub fn walk(guard: &Guard, text: &str) -> Walk {
         match guard.walk_text(text) {
             Checked::NeedsRewrite(..) => Walk::Rewrite,
-            Checked::Verdict(super::cache::Cached::Allow) => Walk::Allow,
+            Checked::Verdict(super::cache::Cached::Allow(_)) => Walk::Allow,
             Checked::Verdict(super::cache::Cached::Deny(e)) if e.code == crate::error::SqlState::SyntaxError => {
                 Walk::Unparsable
             }

@@ -145,6 +145,37 @@ pub(crate) fn large_object(name: &str) -> Refusal {
     .with_class("large_object")
 }
 
+/// Something transaction pool mode cannot offer: 0A000, naming the mode.
+pub(crate) fn pooled(what: &str, hint: &str) -> Refusal {
+    ClientError::error(
+        SqlState::FeatureNotSupported,
+        format!(
+            "{PREFIX}{what} is not available in transaction pool mode: the database connection \
+             is shared, one transaction at a time, with other sessions and tenants"
+        ),
+    )
+    .with_hint(hint)
+    .with_class("transaction_pooling")
+}
+
+pub(crate) fn pooled_session_setting(name: &str) -> Refusal {
+    pooled(
+        &format!("a session-level change of {}", echo(name)),
+        "Use SET LOCAL (or set_config(name, value, true)) inside the transaction; only these settings \
+         are carried between transactions: application_name, bytea_output, client_min_messages, DateStyle, \
+         default_transaction_*, extra_float_digits, idle_in_transaction_session_timeout, IntervalStyle, \
+         lock_timeout, search_path, statement_timeout, TimeZone.",
+    )
+}
+
+pub(crate) fn pooled_outside_block(what: &str) -> Refusal {
+    pooled(
+        what,
+        "It runs only outside a transaction block, and the proxy pins the tenant inside each transaction; \
+         run it from a session-mode proxy or as the database owner.",
+    )
+}
+
 pub(crate) fn advisory_lock(name: &str) -> Refusal {
     denied(format!(
         "advisory locks ({}) are not available through the proxy: their keys are shared by all tenants",

@@ -49,6 +49,12 @@ pub(crate) struct SetRequest<'a> {
     pub nargs: usize,
 }
 
+/// Settings whose every allowed change is a no-op (restating the pin, or
+/// returning to the login role).
+pub(crate) fn is_noop_only(name: &str) -> bool {
+    is_in(ROLE_SETTINGS, name) || is_in(LEXING_SETTINGS, name)
+}
+
 fn is_in(list: &[&str], name: &str) -> bool {
     list.iter().any(|n| n.eq_ignore_ascii_case(name))
 }

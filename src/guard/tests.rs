@@ -165,7 +165,7 @@ fn prefilter_agrees_with_walk(g: &Guard, text: &str) -> Option<Passed> {
     }
     let mut unparsable = false;
     match g.walk_text(text) {
-        Checked::Verdict(Cached::Allow) => {}
+        Checked::Verdict(Cached::Allow(_)) => {}
         Checked::Verdict(Cached::Deny(e)) if lexical && e.code == SqlState::SyntaxError => unparsable = true,
         Checked::Verdict(Cached::Deny(e)) => {
             panic!("prefilter passed {text:?}, walk refused: {}", e.message)
@@ -528,5 +528,133 @@ fn trees_over_the_node_limit_are_refused_as_too_large() {
             assert!(e.message.contains("too large"), "{}", e.message);
         }
         other => panic!("{other:?}"),
+    }
+}
+
+fn pooled_guard() -> Guard {
+    match Guard::for_mode(&GuardConfig::default(), true) {
+        Ok(g) => g,
+        Err(e) => panic!("default config rejected: {e}"),
+    }
+}
+
+#[test]
+fn pooled_mode_refuses_state_that_outlives_the_transaction() {
+    let g = pooled_guard();
+    for sql in [
+        "LISTEN jobs",
+        "PREPARE p AS SELECT 1",
+        "EXECUTE p",
+        "DEALLOCATE p",
+        "DEALLOCATE ALL",
+        "DECLARE c CURSOR WITH HOLD FOR SELECT 1",
+        "declare c scroll cursor with hold for select 1",
+        "CREATE TEMP TABLE t (a int)",
+        "CREATE TEMPORARY TABLE t (a int) ON COMMIT PRESERVE ROWS",
+        "CREATE TEMP TABLE t (a int) ON COMMIT DELETE ROWS",
+        "CREATE TABLE pg_temp.t (a int)",
+        "CREATE TABLE PG_TEMP.t (a int)",
+        "SELECT 1 AS a INTO TEMP t",
+        "SELECT 1 AS a INTO pg_temp.t",
+        "CREATE TEMP TABLE t AS SELECT 1",
+        "CREATE TEMP VIEW v AS SELECT 1",
+        "CREATE TEMP SEQUENCE s",
+        "SET work_mem = '4MB'",
+        "SET SESSION work_mem = '4MB'",
+        "SELECT set_config('work_mem', '4MB', false)",
+        "SELECT set_config('work_mem', '4MB', $1)",
+        "SELECT set_config('row_security', 'off', 'f')",
+        "VACUUM",
+        "VACUUM (ANALYZE) t",
+        "CREATE INDEX CONCURRENTLY i ON t (a)",
+        "DROP INDEX CONCURRENTLY i",
+        "REINDEX (CONCURRENTLY) TABLE t",
+        "CREATE DATABASE d",
+        "DISCARD ALL; SELECT 1",
+        "SELECT 1; DISCARD ALL",
+    ] {
+        let (v, _) = g.check_with_effects(sql.as_bytes(), &scope());
+        match v {
+            Verdict::Deny(e) => assert_eq!(e.code, SqlState::FeatureNotSupported, "{sql}: {e:?}"),
+            other => panic!("{sql}: allowed in transaction pool mode: {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn pooled_mode_refusals_name_the_mode_with_0a000() {
+    let g = pooled_guard();
+    for sql in [
+        "LISTEN jobs",
+        "CREATE TEMP TABLE t (a int)",
+        "SET work_mem = '4MB'",
+        "VACUUM",
+    ] {
+        let (v, _) = g.check_with_effects(sql.as_bytes(), &scope());
+        let Verdict::Deny(e) = v else { panic!("{sql} allowed") };
+        assert_eq!(e.code, SqlState::FeatureNotSupported, "{sql}");
+        assert!(e.message.contains("transaction pool mode"), "{sql}: {}", e.message);
+    }
+}
+
+#[test]
+fn pooled_mode_allows_transaction_scoped_state_and_reports_tracked_settings() {
+    let g = pooled_guard();
+    let none = Effects::default();
+    let settings = Effects {
+        session_settings: true,
+        discard_all: false,
+    };
+    for (sql, want) in [
+        ("SELECT 1", none),
+        ("SET LOCAL work_mem = '4MB'", none),
+        ("SET TRANSACTION ISOLATION LEVEL SERIALIZABLE", none),
+        ("SELECT set_config('work_mem', '4MB', true)", none),
+        ("SELECT set_config('work_mem', '4MB', 'on')", none),
+        ("CREATE TEMP TABLE t (a int) ON COMMIT DROP", none),
+        ("DECLARE c CURSOR FOR SELECT 1", none),
+        ("DISCARD PLANS", none),
+        ("ANALYZE", none),
+        ("RESET work_mem", none),
+        ("SET client_encoding = 'UTF8'", none),
+        ("RESET ROLE", none),
+        ("SELECT 1 INTO t2", none),
+        ("SET search_path = app, public", settings),
+        ("SET TIME ZONE 'UTC'", settings),
+        ("SET application_name = 'x'", settings),
+        ("RESET ALL", settings),
+        ("RESET statement_timeout", settings),
+        ("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY", settings),
+        ("SELECT set_config('search_path', 'app', false)", settings),
+        ("SELECT 1; SET DateStyle = ISO", settings),
+        (
+            "DISCARD ALL",
+            Effects {
+                session_settings: false,
+                discard_all: true,
+            },
+        ),
+    ] {
+        let (v, effects) = g.check_with_effects(sql.as_bytes(), &scope());
+        assert_eq!(v, Verdict::Allow, "{sql}");
+        assert_eq!(effects, want, "{sql}");
+        // Cached verdicts keep their effects.
+        assert_eq!(g.check_with_effects(sql.as_bytes(), &scope()).1, want, "{sql} (cached)");
+    }
+}
+
+#[test]
+fn session_mode_is_unchanged_by_the_pooled_rules() {
+    let g = guard();
+    for sql in [
+        "LISTEN jobs",
+        "CREATE TEMP TABLE t (a int)",
+        "SET work_mem = '4MB'",
+        "DECLARE c CURSOR WITH HOLD FOR SELECT 1",
+    ] {
+        assert!(
+            !matches!(g.check_query(sql.as_bytes(), &scope()), Verdict::Deny(_)),
+            "{sql}"
+        );
     }
 }

@@ -40,20 +40,58 @@ const TWO_PHASE_KINDS: &[(i64, &str)] = &[
     (10, "ROLLBACK PREPARED"),
 ];
 
+/// `CURSOR_OPT_HOLD` in a `DeclareCursorStmt`'s options.
+const CURSOR_OPT_HOLD: i64 = 0x0020;
+/// `OnCommitAction::ONCOMMIT_DROP` in pg_query's protobuf.
+const ONCOMMIT_DROP: i64 = 4;
+/// `DiscardMode::DISCARD_ALL` in pg_query's protobuf.
+const DISCARD_ALL: i64 = 1;
+
 /// The policy switches from [`super::GuardConfig`].
 pub(crate) struct Policy {
     pub settings: Settings,
     pub allow_do_blocks: bool,
     pub allow_create_function: bool,
     pub allow_explain: bool,
+    /// Transaction pool mode: session state that would outlive the
+    /// transaction on a shared connection is refused (0A000), and changes
+    /// of tracked settings are reported in [`Effects`].
+    pub pooled: bool,
+}
+
+/// What an allowed statement does to its session beyond its transaction
+/// (reported in transaction pool mode only).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Effects {
+    /// Sets or resets a tracked setting for the session (`SET`, `RESET`,
+    /// `RESET ALL`, `set_config(..., false)`).
+    pub session_settings: bool,
+    /// Is `DISCARD ALL`.
+    pub discard_all: bool,
+}
+
+impl Effects {
+    /// Both sets of effects.
+    pub fn union(self, other: Effects) -> Effects {
+        Effects {
+            session_settings: self.session_settings || other.session_settings,
+            discard_all: self.discard_all || other.discard_all,
+        }
+    }
 }
 
 impl Policy {
     /// Checks one statement. The root item is the statement node itself.
-    pub(crate) fn check(&self, tree: &Tree) -> Result<(), Refusal> {
+    pub(crate) fn check(&self, tree: &Tree) -> Result<Effects, Refusal> {
+        let mut effects = Effects::default();
         for (i, item) in tree.items.iter().enumerate() {
             match item.kind {
-                Kind::Struct(ty) => self.check_node(tree, i, ty)?,
+                Kind::Struct(ty) => {
+                    self.check_node(tree, i, ty)?;
+                    if self.pooled {
+                        effects = effects.union(self.check_pooled(tree, i, ty)?);
+                    }
+                }
                 Kind::Str(..) => check_string(tree, i)?,
                 Kind::Int(v) => {
                     if v == OBJECT_LARGEOBJECT && OBJECT_TYPE_FIELDS.contains(&item.field) {
@@ -63,7 +101,141 @@ impl Policy {
                 Kind::Seq | Kind::True => {}
             }
         }
-        Ok(())
+        Ok(effects)
+    }
+
+    /// Transaction pool mode: state that would stay on the connection after
+    /// the transaction, where the next transaction of another session (and
+    /// tenant) would find it, is refused; statements PostgreSQL runs only
+    /// outside a transaction block are refused too (the tenant is pinned in
+    /// the transaction).
+    fn check_pooled(&self, tree: &Tree, i: usize, ty: &str) -> Result<Effects, Refusal> {
+        let none = Effects::default();
+        match ty {
+            "VariableSetStmt" => {
+                if tree.bool_field(i, "is_local") {
+                    return Ok(none);
+                }
+                let k = tree.int_field(i, "kind");
+                let name = tree.str_field(i, "name");
+                match k {
+                    super::settings::kind::RESET_ALL => Ok(Effects {
+                        session_settings: true,
+                        ..none
+                    }),
+                    super::settings::kind::SET_MULTI if name.eq_ignore_ascii_case("session characteristics") => {
+                        Ok(Effects {
+                            session_settings: true,
+                            ..none
+                        })
+                    }
+                    super::settings::kind::SET_MULTI => Ok(none),
+                    _ if crate::tracked::is_tracked(name) => Ok(Effects {
+                        session_settings: true,
+                        ..none
+                    }),
+                    // What the session policy lets through for these only
+                    // restates the pin or the login role: a no-op.
+                    _ if super::settings::is_noop_only(name) => Ok(none),
+                    // RESET of a setting no session can change is a no-op.
+                    super::settings::kind::RESET => Ok(none),
+                    _ => Err(refusal::pooled_session_setting(name)),
+                }
+            }
+            "FuncCall" => self.check_pooled_set_config(tree, i),
+            "ListenStmt" => Err(refusal::pooled("LISTEN", "Listen on a dedicated session-mode connection.")),
+            "PrepareStmt" | "ExecuteStmt" | "DeallocateStmt" => Err(refusal::pooled(
+                "SQL-level PREPARE, EXECUTE and DEALLOCATE",
+                "Use the protocol's prepared statements (every driver's default), which the proxy carries across connections.",
+            )),
+            "DeclareCursorStmt" if tree.int_field(i, "options") & CURSOR_OPT_HOLD != 0 => Err(refusal::pooled(
+                "DECLARE ... WITH HOLD",
+                "Declare the cursor without WITH HOLD inside the transaction that reads it.",
+            )),
+            "CreateStmt" => self.check_pooled_temp(tree, tree.field(i, "relation"), tree.int_field(i, "oncommit")),
+            "IntoClause" => self.check_pooled_temp(tree, tree.field(i, "rel"), tree.int_field(i, "on_commit")),
+            "ViewStmt" => self.check_pooled_temp(tree, tree.field(i, "view"), 0),
+            "CreateSeqStmt" => self.check_pooled_temp(tree, tree.field(i, "sequence"), 0),
+            "DiscardStmt" if tree.int_field(i, "target") == DISCARD_ALL => {
+                if tree.parent(i).is_some() {
+                    return Err(refusal::internal());
+                }
+                Ok(Effects {
+                    discard_all: true,
+                    ..none
+                })
+            }
+            "VacuumStmt" if tree.bool_field(i, "is_vacuumcmd") => Err(refusal::pooled_outside_block("VACUUM")),
+            "IndexStmt" if tree.bool_field(i, "concurrent") => {
+                Err(refusal::pooled_outside_block("CREATE INDEX CONCURRENTLY"))
+            }
+            "DropStmt" if tree.bool_field(i, "concurrent") => Err(refusal::pooled_outside_block("DROP INDEX CONCURRENTLY")),
+            "ReindexStmt" if has_option(tree, i, "params", "concurrently") => {
+                Err(refusal::pooled_outside_block("REINDEX CONCURRENTLY"))
+            }
+            "CreatedbStmt" => Err(refusal::pooled_outside_block("CREATE DATABASE")),
+            "DropdbStmt" => Err(refusal::pooled_outside_block("DROP DATABASE")),
+            "CreateTableSpaceStmt" => Err(refusal::pooled_outside_block("CREATE TABLESPACE")),
+            "DropTableSpaceStmt" => Err(refusal::pooled_outside_block("DROP TABLESPACE")),
+            "CreateSubscriptionStmt" | "AlterSubscriptionStmt" | "DropSubscriptionStmt" => {
+                Err(refusal::pooled_outside_block("CREATE / ALTER / DROP SUBSCRIPTION"))
+            }
+            "AlterDatabaseStmt" => Err(refusal::pooled_outside_block("ALTER DATABASE")),
+            _ => Ok(none),
+        }
+    }
+
+    /// `set_config(name, value, is_local)` in transaction pool mode: local
+    /// when `is_local` is the constant true; otherwise a session setting,
+    /// allowed for tracked names only (the name is a constant: the session
+    /// policy refuses any other `set_config`).
+    fn check_pooled_set_config(&self, tree: &Tree, i: usize) -> Result<Effects, Refusal> {
+        let Some(name) = tree.list(i, "funcname").last().and_then(|n| tree.string_node(n)) else {
+            return Ok(Effects::default());
+        };
+        if !name.eq_ignore_ascii_case("set_config") {
+            return Ok(Effects::default());
+        }
+        let local = tree
+            .list(i, "args")
+            .nth(2)
+            .and_then(|a| bool_constant(tree, a))
+            .unwrap_or(false);
+        if local {
+            return Ok(Effects::default());
+        }
+        let setting = tree
+            .list(i, "args")
+            .next()
+            .and_then(|a| constant_text(tree, a))
+            .unwrap_or("");
+        if crate::tracked::is_tracked(setting) {
+            Ok(Effects {
+                session_settings: true,
+                ..Effects::default()
+            })
+        } else {
+            Err(refusal::pooled_session_setting(setting))
+        }
+    }
+
+    /// A relation created by `CREATE`, `SELECT INTO`, `CREATE TABLE AS`,
+    /// `CREATE VIEW` or `CREATE SEQUENCE`: a temporary one outlives the
+    /// transaction unless it is `ON COMMIT DROP`.
+    fn check_pooled_temp(&self, tree: &Tree, rel: Option<usize>, on_commit: i64) -> Result<Effects, Refusal> {
+        let Some(rel) = rel else {
+            return Ok(Effects::default());
+        };
+        let schema = tree.str_field(rel, "schemaname");
+        let temporary = tree.str_field(rel, "relpersistence") == "t"
+            || schema.get(..7).is_some_and(|p| p.eq_ignore_ascii_case("pg_temp"));
+        if temporary && on_commit != ONCOMMIT_DROP {
+            return Err(refusal::pooled(
+                "a temporary table, view or sequence that outlives its transaction",
+                "Create it with ON COMMIT DROP inside the transaction that uses it.",
+            ));
+        }
+        Ok(Effects::default())
     }
 
     fn check_node(&self, tree: &Tree, i: usize, ty: &str) -> Result<(), Refusal> {
@@ -171,6 +343,38 @@ impl Policy {
             self.settings.check_set_config_value(setting, value)?;
         }
         Ok(())
+    }
+}
+
+/// Whether the list `field` of item `i` holds a `DefElem` named `name`.
+fn has_option(tree: &Tree, i: usize, field: &str, name: &str) -> bool {
+    tree.list(i, field)
+        .any(|d| tree.ty(d) == Some("DefElem") && tree.str_field(d, "defname").eq_ignore_ascii_case(name))
+}
+
+/// A boolean constant: `true`/`false` (`Boolean`), or a string PostgreSQL
+/// reads as a boolean (`'t'`, `'on'`, ...), cast or not.
+fn bool_constant(tree: &Tree, i: usize) -> Option<bool> {
+    let node = if tree.ty(i) == Some("TypeCast") {
+        tree.field(i, "arg")?
+    } else {
+        i
+    };
+    if tree.ty(node) != Some("AConst") {
+        return None;
+    }
+    let val = tree.field(node, "val")?;
+    match tree.ty(val)? {
+        "Boolean" => Some(tree.bool_field(val, "boolval")),
+        "String" => {
+            let v = tree.string_node(val)?;
+            if crate::pin::is_pg_true(v) {
+                Some(true)
+            } else {
+                None
+            }
+        }
+        _ => None,
     }
 }
 
