@@ -22,15 +22,71 @@ const MAX_TRACKED_PEERS: usize = 10_000;
 /// Proxy-issued keys mapped to upstream keys.
 #[derive(Debug, Default)]
 pub struct CancelMap {
-    keys: Mutex<HashMap<(i32, i32), (i32, i32)>>,
+    keys: Mutex<HashMap<(i32, i32), Target>>,
     limiter: Mutex<HashMap<IpAddr, (Instant, u32)>>,
 }
 
+/// Where a proxy key's cancel goes.
+#[derive(Debug, Clone)]
+enum Target {
+    /// Session mode: the session's own upstream key.
+    Fixed((i32, i32)),
+    /// Transaction pool mode: whichever backend the session holds now.
+    Pooled(Arc<PooledTarget>),
+}
+
+/// The backend a pooled client session holds, if any: its cancel may reach
+/// only that backend, and only while the session holds it.
+#[derive(Debug, Default)]
+pub struct PooledTarget {
+    current: Mutex<Option<HeldBackend>>,
+}
+
+/// A backend held by a pooled client session.
+#[derive(Debug, Clone)]
+pub struct HeldBackend {
+    /// The pool's id of the backend.
+    pub backend_id: u64,
+    /// Its upstream key.
+    pub key: (i32, i32),
+    /// Held while a cancel is on its way to it; the pool takes it before it
+    /// hands the backend to another session, so a late cancel can never
+    /// reach the next session's work.
+    pub cancel_lock: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl PooledTarget {
+    /// The session now holds `b` (`None`: it holds nothing).
+    pub fn set(&self, b: Option<HeldBackend>) {
+        *self.current.lock().unwrap_or_else(|p| p.into_inner()) = b;
+    }
+
+    /// The backend held now.
+    pub fn get(&self) -> Option<HeldBackend> {
+        self.current.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+/// A pooled session's cancel target, compared by identity.
+#[derive(Debug, Clone)]
+pub struct PooledRef(pub Arc<PooledTarget>);
+
+impl PartialEq for PooledRef {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for PooledRef {}
+
 /// What [`CancelMap::admit`] decided for one CancelRequest.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CancelDecision {
     /// The key names a live session: forward the cancel to this upstream key.
     Forward((i32, i32)),
+    /// The key names a live pooled session: forward the cancel to the
+    /// backend it holds, if it holds one.
+    ForwardPooled(PooledRef),
     /// Unknown key, within the peer's budget: ignore it.
     Unknown,
     /// Unknown key, over the peer's budget: ignore it. `first` is set for the
@@ -67,29 +123,47 @@ impl Drop for Registration {
 impl CancelMap {
     /// Issues a fresh random proxy key for a session whose upstream key is `upstream`.
     pub fn register(self: &Arc<Self>, upstream: (i32, i32)) -> Registration {
+        self.insert(Target::Fixed(upstream))
+    }
+
+    /// Issues a fresh random proxy key for a pooled session.
+    pub fn register_pooled(self: &Arc<Self>, target: Arc<PooledTarget>) -> Registration {
+        self.insert(Target::Pooled(target))
+    }
+
+    fn insert(self: &Arc<Self>, target: Target) -> Registration {
         let mut m = self.keys.lock().unwrap_or_else(|p| p.into_inner());
         loop {
             let key = (rand::random::<i32>() & 0x7fff_ffff, rand::random::<i32>());
             if let std::collections::hash_map::Entry::Vacant(e) = m.entry(key) {
-                e.insert(upstream);
+                e.insert(target);
                 return Registration { map: self.clone(), key };
             }
         }
     }
 
-    /// The upstream key for a client's cancel request, if it names a live
-    /// session. Secrets that are not 4 bytes (protocol 3.2) never match.
-    pub fn lookup(&self, pid: i32, secret: &[u8]) -> Option<(i32, i32)> {
+    fn target(&self, pid: i32, secret: &[u8]) -> Option<Target> {
         let secret = i32::from_be_bytes(secret.try_into().ok()?);
-        self.keys.lock().ok()?.get(&(pid, secret)).copied()
+        self.keys.lock().ok()?.get(&(pid, secret)).cloned()
+    }
+
+    /// The upstream key for a client's cancel request, if it names a live
+    /// session-mode session. Secrets that are not 4 bytes (protocol 3.2)
+    /// never match.
+    pub fn lookup(&self, pid: i32, secret: &[u8]) -> Option<(i32, i32)> {
+        match self.target(pid, secret)? {
+            Target::Fixed(k) => Some(k),
+            Target::Pooled(_) => None,
+        }
     }
 
     /// Decides what to do with a CancelRequest from `peer`: a key that names
     /// a live session is forwarded whatever the peer's budget; an unknown key
     /// is charged to the peer's budget.
     pub fn admit(&self, peer: IpAddr, pid: i32, secret: &[u8]) -> CancelDecision {
-        match self.lookup(pid, secret) {
-            Some(upstream) => CancelDecision::Forward(upstream),
+        match self.target(pid, secret) {
+            Some(Target::Fixed(upstream)) => CancelDecision::Forward(upstream),
+            Some(Target::Pooled(t)) => CancelDecision::ForwardPooled(PooledRef(t)),
             None => match self.charge(peer) {
                 n if n <= MAX_CANCELS_PER_PEER_PER_SEC => CancelDecision::Unknown,
                 n => CancelDecision::UnknownOverBudget {

@@ -40,6 +40,12 @@ pub enum SqlState {
     AuthenticationTimeout,
     /// XX000 internal_error: a bug; the message is generic.
     InternalError,
+    /// 42P05 duplicate_prepared_statement.
+    DuplicatePreparedStatement,
+    /// 26000 invalid_sql_statement_name: no prepared statement of that name.
+    UndefinedPreparedStatement,
+    /// 22023 invalid_parameter_value: a startup parameter the server refused.
+    InvalidParameterValue,
 }
 
 impl SqlState {
@@ -61,6 +67,9 @@ impl SqlState {
             SqlState::AdminShutdown => "57P01",
             SqlState::AuthenticationTimeout => "08P01",
             SqlState::InternalError => "XX000",
+            SqlState::DuplicatePreparedStatement => "42P05",
+            SqlState::UndefinedPreparedStatement => "26000",
+            SqlState::InvalidParameterValue => "22023",
         }
     }
 }

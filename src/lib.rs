@@ -43,6 +43,7 @@ pub mod pool;
 pub mod protocol;
 pub mod quota;
 pub mod relay;
+pub mod screen;
 pub mod server;
 pub mod session;
 pub mod stream;

@@ -180,6 +180,16 @@ pub struct Metrics {
     pub jwks_refreshes: Family<Outcome, Counter>,
     /// Signing keys in the cache of `--jwks-url`.
     pub jwks_keys: Gauge,
+    /// Transaction pool mode: backends open (idle or in use).
+    pub pool_backends: Gauge,
+    /// Transaction pool mode: backends held by a client now.
+    pub pool_backends_in_use: Gauge,
+    /// Transaction pool mode: time a client waited for a backend.
+    pub pool_checkout_seconds: Histogram,
+    /// Transaction pool mode: clients that waited past the checkout timeout.
+    pub pool_checkout_timeouts: Counter,
+    /// Transaction pool mode: transactions run on pooled backends.
+    pub pool_transactions: Counter,
     /// The per-statement and per-read counters, looked up once here so the
     /// relay's hot path makes one atomic add, not a family lookup.
     hot: Hot,
@@ -218,6 +228,13 @@ fn build() -> Metrics {
         hot: Hot::default(),
         jwks_refreshes: Family::default(),
         jwks_keys: Gauge::default(),
+        pool_backends: Gauge::default(),
+        pool_backends_in_use: Gauge::default(),
+        pool_checkout_seconds: Histogram::new([
+            0.000_01, 0.000_05, 0.000_1, 0.000_5, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0,
+        ]),
+        pool_checkout_timeouts: Counter::default(),
+        pool_transactions: Counter::default(),
         registry: Registry::default(),
     };
     registry.register("sessions_open", "Client sessions open now", m.sessions_open.clone());
@@ -282,6 +299,31 @@ fn build() -> Metrics {
         "jwks_keys",
         "Signing keys cached from the JWKS URL",
         m.jwks_keys.clone(),
+    );
+    registry.register(
+        "pool_backends",
+        "Transaction pool mode: upstream backends open",
+        m.pool_backends.clone(),
+    );
+    registry.register(
+        "pool_backends_in_use",
+        "Transaction pool mode: upstream backends held by a client",
+        m.pool_backends_in_use.clone(),
+    );
+    registry.register(
+        "pool_checkout_seconds",
+        "Transaction pool mode: time a client waited for a backend",
+        m.pool_checkout_seconds.clone(),
+    );
+    registry.register(
+        "pool_checkout_timeouts",
+        "Transaction pool mode: clients that got no backend within the checkout timeout",
+        m.pool_checkout_timeouts.clone(),
+    );
+    registry.register(
+        "pool_transactions",
+        "Transaction pool mode: backend checkouts (transactions) served",
+        m.pool_transactions.clone(),
     );
     let path = |p: GuardPath| m.guard_decisions.get_or_create(&Path { path: p.as_str() }).clone();
     let dir = |d: Direction| m.bytes.get_or_create(&Dir { direction: d.as_str() }).clone();

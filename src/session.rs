@@ -242,6 +242,26 @@ async fn forward_cancel(peer: SocketAddr, pid: i32, secret: &[u8], shared: &Shar
                 warn!(error = %e, "could not forward a cancel request");
             }
         }
+        CancelDecision::ForwardPooled(target) => {
+            // Only to the backend the session holds, and only while it holds
+            // it: the backend's cancel lock keeps the pool from handing it to
+            // another session until this cancel is delivered.
+            let Some(held) = target.0.get() else {
+                metrics::cancel(CancelOutcome::Forwarded);
+                debug!("cancel request for a pooled session between transactions: nothing to cancel");
+                return;
+            };
+            let _delivering = held.cancel_lock.lock().await;
+            if target.0.get().map(|h| h.backend_id) != Some(held.backend_id) {
+                metrics::cancel(CancelOutcome::Forwarded);
+                debug!("cancel request arrived after the transaction ended: nothing to cancel");
+                return;
+            }
+            metrics::cancel(CancelOutcome::Forwarded);
+            if let Err(e) = shared.connector.cancel(held.key.0, held.key.1).await {
+                warn!(error = %e, "could not forward a cancel request");
+            }
+        }
         CancelDecision::Unknown => {
             metrics::cancel(CancelOutcome::Unknown);
             debug!("cancel request with an unknown key ignored")

@@ -59,6 +59,17 @@ pub struct Upstream {
     pub key: Option<(i32, i32)>,
 }
 
+/// The settings pinned for one identity on one connection.
+#[derive(Debug, Clone)]
+pub struct PinValues {
+    /// `app.current_organization_id`.
+    pub organization: String,
+    /// `app.current_user_id` ("" for a token without a user).
+    pub user: String,
+    /// `app.context_proof`, with context verification on.
+    pub proof: Option<String>,
+}
+
 /// Why the upstream session could not be opened.
 #[derive(Debug, thiserror::Error)]
 pub enum UpstreamError {
@@ -153,28 +164,71 @@ impl Connector {
     }
 
     async fn connect_inner(&self, id: &Identity, extra: &[(String, String)]) -> Result<Upstream, UpstreamError> {
-        let mut stream = self.open().await?;
-        let org = id.organization_id.hyphenated().to_string();
+        let stream = self.open().await?;
+        let binding = binding_of(&stream).map_err(io_err("local address"))?;
+        let pin = self.pin_values(id, &binding);
+        let mut params: Vec<(&str, &str)> = vec![(ORG_SETTING, &pin.organization), (USER_SETTING, &pin.user)];
+        if let Some(p) = &pin.proof {
+            params.push((PROOF_SETTING, p));
+        }
+        self.start(stream, &params, extra).await
+    }
+
+    /// Opens a backend for the transaction pool: the configured role with no
+    /// tenant at all (the login role's own defaults), so a transaction the
+    /// proxy did not pin sees no tenant's rows. Returns it with what the
+    /// server sees of the connection (for per-transaction proofs).
+    pub async fn connect_unpinned(&self) -> Result<(Upstream, Binding), UpstreamError> {
+        let fut = async {
+            let stream = self.open().await?;
+            let binding = binding_of(&stream).map_err(io_err("local address"))?;
+            Ok((self.start(stream, &[], &[]).await?, binding))
+        };
+        tokio::time::timeout(self.timeout, fut)
+            .await
+            .map_err(|_| UpstreamError::Timeout(self.timeout))?
+    }
+
+    /// The values pinned for `id` on a connection the server sees as
+    /// `binding`: the organization, the user ("" without one) and, with
+    /// context verification on, the proof PostgreSQL checks.
+    pub fn pin_values(&self, id: &Identity, binding: &Binding) -> PinValues {
+        let organization = id.organization_id.hyphenated().to_string();
         let user = id.user_id.map(|u| u.hyphenated().to_string()).unwrap_or_default();
         let proof = match &self.context {
             Verification::On(key) => {
-                let binding = binding_of(&stream).map_err(io_err("local address"))?;
                 let expires = id.expires_at.saturating_add(self.proof_leeway);
-                Some(key.proof(&org, &user, expires, &binding))
+                Some(key.proof(&organization, &user, expires, binding))
             }
             Verification::Off => None,
         };
+        PinValues {
+            organization,
+            user,
+            proof,
+        }
+    }
+
+    /// Whether sessions carry a proof (context verification on).
+    pub fn verifies_context(&self) -> bool {
+        matches!(self.context, Verification::On(_))
+    }
+
+    /// Sends the startup packet (role, database, the lexing pins, then `pins`
+    /// and `extra`) and logs in.
+    async fn start(
+        &self,
+        mut stream: Stream,
+        pins: &[(&str, &str)],
+        extra: &[(String, String)],
+    ) -> Result<Upstream, UpstreamError> {
         let mut params: Vec<(&str, &str)> = vec![
             ("user", &self.cfg.user),
             ("database", &self.cfg.database),
             (pin::CLIENT_ENCODING, pin::CLIENT_ENCODING_VALUE),
             (pin::STANDARD_CONFORMING_STRINGS, pin::STANDARD_CONFORMING_STRINGS_VALUE),
-            (ORG_SETTING, &org),
-            (USER_SETTING, &user),
         ];
-        if let Some(p) = &proof {
-            params.push((PROOF_SETTING, p));
-        }
+        params.extend_from_slice(pins);
         if !extra.iter().any(|(k, _)| k == "application_name") {
             params.push(("application_name", "pg-tenant-proxy"));
         }

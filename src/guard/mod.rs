@@ -317,6 +317,22 @@ impl Guard {
     }
 }
 
+/// Whether the statement text (one statement, as in a Parse) begins with
+/// COMMIT, END, ROLLBACK or ABORT: it ends the transaction (ROLLBACK TO
+/// SAVEPOINT included, which PostgreSQL also runs in a failed transaction).
+/// Read with the prefilter's lexer, whose first-keyword answer is fuzzed
+/// against PostgreSQL's scanner.
+pub fn ends_transaction(sql: &[u8]) -> bool {
+    std::str::from_utf8(sql)
+        .ok()
+        .and_then(prefilter::first_word)
+        .is_some_and(|w| {
+            ["commit", "end", "rollback", "abort"]
+                .iter()
+                .any(|k| k.eq_ignore_ascii_case(w))
+        })
+}
+
 /// The refusal for a statement of `len` bytes, over the `max` the guard
 /// inspects (for callers that refuse before the text is complete).
 pub fn statement_too_long(len: usize, max: usize) -> ClientError {

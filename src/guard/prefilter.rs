@@ -300,6 +300,13 @@ fn skip_block_comment(b: &[u8], at: usize) -> Option<usize> {
 /// Whether a statement, after whitespace, comments and `(`, begins with one
 /// of [`QUERY_KEYWORDS`] as a whole token.
 pub(crate) fn starts_with_query_keyword(stmt: &str) -> bool {
+    first_word(stmt).is_some_and(|word| QUERY_KEYWORDS.iter().any(|k| k.eq_ignore_ascii_case(word)))
+}
+
+/// The statement's first word if it is made of ASCII letters only and ends
+/// where PostgreSQL's identifier ends (after whitespace, comments and
+/// opening parentheses); `None` otherwise.
+pub(crate) fn first_word(stmt: &str) -> Option<&str> {
     let b = stmt.as_bytes();
     let mut i = 0usize;
     loop {
@@ -312,7 +319,7 @@ pub(crate) fn starts_with_query_keyword(stmt: &str) -> bool {
             }
             Some(b'/') if b.get(i.saturating_add(1)) == Some(&b'*') => match skip_block_comment(b, i) {
                 Some(end) => i = end,
-                None => return false,
+                None => return None,
             },
             _ => break,
         }
@@ -323,12 +330,9 @@ pub(crate) fn starts_with_query_keyword(stmt: &str) -> bool {
         .position(|c| !c.is_ascii_alphabetic())
         .map_or(b.len(), |n| i.saturating_add(n));
     if b.get(word_end).is_some_and(|c| continues_identifier(*c)) {
-        return false;
+        return None;
     }
-    let Some(word) = stmt.get(i..word_end) else {
-        return false;
-    };
-    QUERY_KEYWORDS.iter().any(|k| k.eq_ignore_ascii_case(word))
+    stmt.get(i..word_end).filter(|w| !w.is_empty())
 }
 
 #[cfg(test)]

@@ -603,7 +603,12 @@ fn pooled_mode_allows_transaction_scoped_state_and_reports_tracked_settings() {
     let none = Effects::default();
     let settings = Effects {
         session_settings: true,
-        discard_all: false,
+        ..Effects::default()
+    };
+    let reset_all = Effects {
+        session_settings: true,
+        reset_all: true,
+        ..Effects::default()
     };
     for (sql, want) in [
         ("SELECT 1", none),
@@ -622,7 +627,7 @@ fn pooled_mode_allows_transaction_scoped_state_and_reports_tracked_settings() {
         ("SET search_path = app, public", settings),
         ("SET TIME ZONE 'UTC'", settings),
         ("SET application_name = 'x'", settings),
-        ("RESET ALL", settings),
+        ("RESET ALL", reset_all),
         ("RESET statement_timeout", settings),
         ("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY", settings),
         ("SELECT set_config('search_path', 'app', false)", settings),
@@ -630,8 +635,8 @@ fn pooled_mode_allows_transaction_scoped_state_and_reports_tracked_settings() {
         (
             "DISCARD ALL",
             Effects {
-                session_settings: false,
                 discard_all: true,
+                ..Effects::default()
             },
         ),
     ] {

@@ -68,6 +68,8 @@ pub struct Effects {
     pub session_settings: bool,
     /// Is `DISCARD ALL`.
     pub discard_all: bool,
+    /// Has `RESET ALL` (the session's startup values come back).
+    pub reset_all: bool,
 }
 
 impl Effects {
@@ -76,6 +78,7 @@ impl Effects {
         Effects {
             session_settings: self.session_settings || other.session_settings,
             discard_all: self.discard_all || other.discard_all,
+            reset_all: self.reset_all || other.reset_all,
         }
     }
 }
@@ -121,6 +124,7 @@ impl Policy {
                 match k {
                     super::settings::kind::RESET_ALL => Ok(Effects {
                         session_settings: true,
+                        reset_all: true,
                         ..none
                     }),
                     super::settings::kind::SET_MULTI if name.eq_ignore_ascii_case("session characteristics") => {

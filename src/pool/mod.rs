@@ -1,1 +1,246 @@
-//! placeholder
+//! Transaction pooling: the layer between a client session and the upstream
+//! in `pool_mode = "transaction"`. Client sessions share a small set of
+//! backends; a session holds one only for a transaction (or one autocommit
+//! statement, or one extended-protocol sequence up to Sync), and the tenant
+//! is pinned inside each of those transactions ([`relay`]).
+//!
+//! Backends log in as the configured role with no tenant at all, so a
+//! transaction the proxy did not pin reads as no tenant: no rows, and writes
+//! fail `WITH CHECK`. Each backend prepares the proxy's pin statement once
+//! and carries the proxy-wide prepared statements of [`statements`].
+//!
+//! - [`backend`]: one pooled connection and the little protocol the pool
+//!   speaks on it itself (setup, settings read-back).
+//! - [`relay`]: a client session's traffic, one transaction at a time.
+//! - [`statements`]: named prepared statements across backends.
+
+pub mod backend;
+pub mod relay;
+pub mod statements;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tracing::{debug, warn};
+
+use crate::config::PoolConfig;
+use crate::error::{ClientError, Severity, SqlState};
+use crate::metrics;
+use crate::upstream::{Connector, UpstreamError};
+pub use backend::Backend;
+
+/// How often idle backends are checked against the idle timeout.
+const REAP_EVERY: Duration = Duration::from_secs(10);
+
+/// The backends of one proxy process.
+pub struct Pool {
+    connector: Connector,
+    cfg: PoolConfig,
+    permits: Arc<Semaphore>,
+    /// Idle backends, most recently used last (handed out first).
+    idle: Mutex<Vec<Backend>>,
+    next_id: AtomicU64,
+    /// ParameterStatus values of the first backend's login (server version,
+    /// encodings, ...), the base of every client's greeting.
+    server_params: Mutex<Vec<(String, String)>>,
+    /// Proxy-wide prepared statements.
+    pub statements: statements::Registry,
+}
+
+/// Why no backend could be had.
+#[derive(Debug)]
+pub enum PoolError {
+    /// None became free within the checkout timeout.
+    Timeout(Duration, usize),
+    /// Opening a new one failed.
+    Connect(UpstreamError),
+}
+
+impl PoolError {
+    /// What the client is told (an ERROR: the session goes on).
+    pub fn to_client(&self) -> ClientError {
+        match self {
+            PoolError::Timeout(t, size) => ClientError::error(
+                SqlState::TooManyConnections,
+                format!(
+                    "no database connection became free within {} s (transaction pool of {size})",
+                    t.as_secs()
+                ),
+            )
+            .with_hint("Retry; if it persists, raise pool_size or shorten long transactions."),
+            PoolError::Connect(e) => {
+                let mut ce = e.to_client();
+                ce.severity = Severity::Error;
+                ce
+            }
+        }
+    }
+}
+
+/// A backend held by one client session. Dropped without
+/// [`Lease::release`], the backend is closed, never reused.
+pub struct Lease {
+    pool: Arc<Pool>,
+    backend: Option<Backend>,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Lease {
+    /// The backend.
+    pub fn backend(&mut self) -> &mut Backend {
+        // Only `release` and `Drop` take it out.
+        self.backend
+            .as_mut()
+            .unwrap_or_else(|| unreachable!("lease without a backend"))
+    }
+
+    /// Gives the backend back to the pool (the caller checked that it is
+    /// idle with nothing owed). Too old a backend is closed instead.
+    pub fn release(mut self) {
+        if let Some(mut b) = self.backend.take() {
+            if b.created.elapsed() >= self.pool.cfg.max_lifetime {
+                debug!(backend = b.id, "backend reached its maximum lifetime");
+                metrics::get().pool_backends.dec();
+                return;
+            }
+            b.idle_since = Instant::now();
+            self.pool.idle.lock().unwrap_or_else(|p| p.into_inner()).push(b);
+        }
+        metrics::get().pool_backends_in_use.dec();
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        if let Some(b) = self.backend.take() {
+            debug!(backend = b.id, "backend closed instead of returned");
+            metrics::get().pool_backends.dec();
+            metrics::get().pool_backends_in_use.dec();
+        }
+    }
+}
+
+impl Pool {
+    /// A pool that opens backends with `connector`, within `cfg`'s limits.
+    /// Starts the idle reaper on the current runtime.
+    pub fn new(connector: Connector, cfg: PoolConfig) -> Arc<Pool> {
+        let pool = Arc::new(Pool {
+            permits: Arc::new(Semaphore::new(cfg.size)),
+            connector,
+            cfg,
+            idle: Mutex::new(Vec::new()),
+            next_id: AtomicU64::new(1),
+            server_params: Mutex::new(Vec::new()),
+            statements: statements::Registry::default(),
+        });
+        let weak = Arc::downgrade(&pool);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(REAP_EVERY);
+            loop {
+                tick.tick().await;
+                let Some(pool) = weak.upgrade() else { return };
+                pool.reap();
+            }
+        });
+        pool
+    }
+
+    /// The pool's settings.
+    pub fn config(&self) -> &PoolConfig {
+        &self.cfg
+    }
+
+    /// The connector backends are opened with.
+    pub fn connector(&self) -> &Connector {
+        &self.connector
+    }
+
+    /// The server's login ParameterStatus values (empty before the first
+    /// backend was opened).
+    pub fn server_params(&self) -> Vec<(String, String)> {
+        self.server_params.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Closes backends idle for longer than the idle timeout.
+    fn reap(&self) {
+        let timeout = self.cfg.idle_timeout;
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        let before = idle.len();
+        idle.retain(|b| b.idle_since.elapsed() < timeout);
+        let closed = before - idle.len();
+        if closed > 0 {
+            metrics::get().pool_backends.dec_by(closed as i64);
+            debug!(closed, "idle backends closed");
+        }
+    }
+
+    /// A backend for one transaction: an idle one (the most recently used),
+    /// or a new one while fewer than `pool_size` are open. Waits up to the
+    /// checkout timeout, first come first served.
+    pub async fn checkout(self: &Arc<Self>) -> Result<Lease, PoolError> {
+        let started = Instant::now();
+        let timeout = self.cfg.checkout_timeout;
+        let permit = match tokio::time::timeout(timeout, self.permits.clone().acquire_owned()).await {
+            Ok(Ok(p)) => p,
+            _ => {
+                metrics::get().pool_checkout_timeouts.inc();
+                return Err(PoolError::Timeout(timeout, self.cfg.size));
+            }
+        };
+        let idle = {
+            let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+            let mut found = None;
+            while let Some(b) = idle.pop() {
+                if b.idle_since.elapsed() < self.cfg.idle_timeout {
+                    found = Some(b);
+                    break;
+                }
+                metrics::get().pool_backends.dec();
+            }
+            found
+        };
+        let backend = match idle {
+            Some(b) => b,
+            None => {
+                let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+                let connect_started = Instant::now();
+                let b = Backend::open(&self.connector, id).await.map_err(|e| {
+                    metrics::get().upstream_login_failures.inc();
+                    warn!(error = %e, "pooled backend login failed");
+                    PoolError::Connect(e)
+                })?;
+                metrics::get()
+                    .upstream_connect_seconds
+                    .observe(connect_started.elapsed().as_secs_f64());
+                metrics::get().pool_backends.inc();
+                {
+                    let mut sp = self.server_params.lock().unwrap_or_else(|p| p.into_inner());
+                    if sp.is_empty() {
+                        *sp = b.login_params.clone();
+                    }
+                }
+                b
+            }
+        };
+        // A cancel still on its way to this backend for its previous holder
+        // is delivered before anyone else's work can start on it.
+        drop(backend.cancel_lock.lock().await);
+        metrics::get().pool_backends_in_use.inc();
+        metrics::get().pool_transactions.inc();
+        metrics::get()
+            .pool_checkout_seconds
+            .observe(started.elapsed().as_secs_f64());
+        Ok(Lease {
+            pool: self.clone(),
+            backend: Some(backend),
+            _permit: permit,
+        })
+    }
+
+    /// Idle backends now (for tests and diagnostics).
+    pub fn idle_count(&self) -> usize {
+        self.idle.lock().map(|i| i.len()).unwrap_or(0)
+    }
+}

@@ -1,0 +1,120 @@
+//! Named prepared statements across backends. A client's `s1` is renamed to
+//! a proxy-wide name chosen by its text and parameter types (`pgtp_s<N>`),
+//! so two clients' `s1` never collide and a statement prepared on a backend
+//! serves every client that prepares the same text there. Each backend
+//! remembers which proxy-wide statements it holds (see
+//! [`super::backend::Prepared`]); one that lacks a statement gets a Parse
+//! injected before it is used.
+//!
+//! Input: the statement text and parameter types of a client's Parse, after
+//! the guard allowed (or rewrote) it; keys only, never interpreted here.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+/// Entries kept in the registry before dead ones are swept.
+const SWEEP_AT: usize = 1024;
+
+/// One proxy-wide statement.
+#[derive(Debug)]
+pub struct Statement {
+    /// Its number.
+    pub id: u64,
+    /// Its name on every backend (`pgtp_s<id>`).
+    pub name: String,
+    /// The Parse message that prepares it under [`Statement::name`].
+    pub parse: Bytes,
+    /// Whether it ends a transaction (COMMIT, ROLLBACK, END, ABORT): the
+    /// tenant is never pinned right before it (see [`super::relay`]).
+    pub ends_transaction: bool,
+}
+
+/// The statements prepared by any client, by text and parameter types.
+/// Each client holds its own statements; an entry lives while some client
+/// holds it.
+#[derive(Debug, Default)]
+pub struct Registry {
+    map: Mutex<HashMap<Bytes, Weak<Statement>>>,
+    next: AtomicU64,
+    sweep_at: AtomicU64,
+}
+
+impl Registry {
+    /// The proxy-wide statement for `sql` with the Parse tail `types`
+    /// (parameter count and type OIDs, as the client sent them).
+    pub fn intern(&self, sql: &[u8], types: &[u8]) -> Arc<Statement> {
+        let mut key = BytesMut::with_capacity(sql.len() + 1 + types.len());
+        key.put_slice(sql);
+        key.put_u8(0);
+        key.put_slice(types);
+        let key = key.freeze();
+        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(s) = map.get(&key).and_then(Weak::upgrade) {
+            return s;
+        }
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        let name = format!("pgtp_s{id}");
+        let mut parse = BytesMut::with_capacity(name.len() + key.len() + 6);
+        crate::protocol::frame::write_message(&mut parse, b'P', |b| {
+            b.put_slice(name.as_bytes());
+            b.put_u8(0);
+            b.put_slice(&key);
+        });
+        let stmt = Arc::new(Statement {
+            id,
+            name,
+            parse: parse.freeze(),
+            ends_transaction: crate::guard::ends_transaction(sql),
+        });
+        map.insert(key, Arc::downgrade(&stmt));
+        let limit = self.sweep_at.load(Ordering::Relaxed).max(SWEEP_AT as u64);
+        if map.len() as u64 > limit {
+            map.retain(|_, w| w.strong_count() > 0);
+            self.sweep_at
+                .store((map.len() as u64).saturating_mul(2), Ordering::Relaxed);
+        }
+        stmt
+    }
+
+    /// Entries in the registry (live or not yet swept).
+    pub fn len(&self) -> usize {
+        self.map.lock().map(|m| m.len()).unwrap_or(0)
+    }
+
+    /// Whether the registry is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn same_text_and_types_share_a_name_others_do_not() {
+        let r = Registry::default();
+        let a = r.intern(b"SELECT $1", &[0, 1, 0, 0, 0, 23]);
+        let b = r.intern(b"SELECT $1", &[0, 1, 0, 0, 0, 23]);
+        let c = r.intern(b"SELECT $1", &[0, 1, 0, 0, 0, 25]);
+        let d = r.intern(b"SELECT $1 ", &[0, 1, 0, 0, 0, 23]);
+        assert_eq!(a.name, b.name);
+        assert_ne!(a.name, c.name);
+        assert_ne!(a.name, d.name);
+        assert!(a.parse.starts_with(b"P"));
+        assert!(!a.ends_transaction);
+        assert!(r.intern(b"  commit", &[0, 0]).ends_transaction);
+    }
+
+    #[test]
+    fn dead_entries_are_swept() {
+        let r = Registry::default();
+        for i in 0..(SWEEP_AT * 3) {
+            drop(r.intern(format!("SELECT {i}").as_bytes(), &[0, 0]));
+        }
+        assert!(r.len() <= SWEEP_AT + 1, "{}", r.len());
+    }
+}
