@@ -1085,3 +1085,312 @@ impl Resolved {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The schema, the flags clap builds from it, the file parser and the
+    //! example file all agree.
+
+    use super::*;
+    use crate::config::ServeArgs;
+    use clap::FromArgMatches;
+
+    fn serve_command() -> clap::Command {
+        <ServeArgs as clap::Args>::augment_args(clap::Command::new("serve"))
+    }
+
+    /// A value of the setting's kind that its validation-free parsers accept.
+    fn sample(s: &Setting) -> (Vec<&'static str>, Value, toml::Value) {
+        match s.kind {
+            Kind::Str => (vec!["x"], Value::Str("x".into()), toml::Value::String("x".into())),
+            Kind::Int => (vec!["7"], Value::Int(7), toml::Value::Integer(7)),
+            Kind::Bool => (vec!["true"], Value::Bool(true), toml::Value::Boolean(true)),
+            Kind::List => (
+                vec!["a", "b"],
+                Value::List(vec!["a".into(), "b".into()]),
+                toml::Value::Array(vec!["a".into(), "b".into()]),
+            ),
+            Kind::Networks => (
+                vec!["10.0.0.0/8"],
+                Value::List(vec!["10.0.0.0/8".into()]),
+                toml::Value::Array(vec!["10.0.0.0/8".into()]),
+            ),
+            Kind::Map => (
+                vec!["work_mem=8MB"],
+                Value::Map(BTreeMap::from([("work_mem".into(), "8MB".into())])),
+                toml::Value::Table(toml::Table::from_iter([("work_mem".to_owned(), "8MB".into())])),
+            ),
+        }
+    }
+
+    /// The names operators had before the schema; they must keep working.
+    const EXISTING: &[(&str, &str, &str)] = &[
+        ("config", "config", "PGTP_CONFIG"),
+        ("listen", "listen", "PGTP_LISTEN"),
+        ("worker_threads", "worker-threads", "PGTP_WORKER_THREADS"),
+        ("runtime", "runtime", "PGTP_RUNTIME"),
+        ("admin_listen", "admin-listen", "PGTP_ADMIN_LISTEN"),
+        ("log_format", "log-format", "PGTP_LOG_FORMAT"),
+        ("pool_mode", "pool-mode", "PGTP_POOL_MODE"),
+        ("pool_size", "pool-size", "PGTP_POOL_SIZE"),
+        ("upstream.url", "upstream", "PGTP_UPSTREAM"),
+        (
+            "upstream.password_file",
+            "upstream-password-file",
+            "PGTP_UPSTREAM_PASSWORD_FILE",
+        ),
+        ("jwt.secret_file", "jwt-secret-file", "PGTP_JWT_SECRET_FILE"),
+        ("jwt.public_key_file", "jwt-public-key-file", "PGTP_JWT_PUBLIC_KEY_FILE"),
+        ("jwt.jwks_file", "jwks-file", "PGTP_JWKS_FILE"),
+        ("jwt.jwks_url", "jwks-url", "PGTP_JWKS_URL"),
+        ("jwt.jwks_refresh_secs", "jwks-refresh-secs", "PGTP_JWKS_REFRESH_SECS"),
+        ("jwt.jwks_ca_file", "jwks-ca-file", "PGTP_JWKS_CA_FILE"),
+        ("jwt.issuers", "jwt-issuer", "PGTP_JWT_ISSUER"),
+        ("jwt.audiences", "jwt-audience", "PGTP_JWT_AUDIENCE"),
+        ("jwt.leeway_secs", "jwt-leeway", "PGTP_JWT_LEEWAY"),
+        ("jwt.organization_claim", "org-claim", "PGTP_ORG_CLAIM"),
+        ("jwt.user_claim", "user-claim", "PGTP_USER_CLAIM"),
+        ("context.key_file", "context-key-file", "PGTP_CONTEXT_KEY_FILE"),
+        ("context.key_id", "context-key-id", "PGTP_CONTEXT_KEY_ID"),
+        (
+            "context.verification",
+            "context-verification",
+            "PGTP_CONTEXT_VERIFICATION",
+        ),
+        ("tls.cert_file", "tls-cert", "PGTP_TLS_CERT"),
+        ("tls.key_file", "tls-key", "PGTP_TLS_KEY"),
+        (
+            "clients.allow_plaintext_from",
+            "allow-plaintext-from",
+            "PGTP_ALLOW_PLAINTEXT_FROM",
+        ),
+        (
+            "limits.max_client_connections",
+            "max-connections",
+            "PGTP_MAX_CONNECTIONS",
+        ),
+        (
+            "limits.max_sessions_per_organization",
+            "max-sessions-per-org",
+            "PGTP_MAX_SESSIONS_PER_ORG",
+        ),
+        (
+            "pool.checkout_timeout_secs",
+            "pool-checkout-timeout",
+            "PGTP_POOL_CHECKOUT_TIMEOUT",
+        ),
+        ("pool.idle_timeout_secs", "pool-idle-timeout", "PGTP_POOL_IDLE_TIMEOUT"),
+        ("pool.pin_form", "pool-pin-form", "PGTP_POOL_PIN_FORM"),
+    ];
+
+    /// Keys the file accepted before the schema (besides those above).
+    const EXISTING_FILE_ONLY: &[&str] = &[
+        "jwt.algorithms",
+        "jwt.require_user",
+        "jwt.max_ttl_secs",
+        "clients.databases",
+        "clients.passthrough_parameters",
+        "limits.max_message_bytes",
+        "limits.auth_timeout_secs",
+        "limits.connect_timeout_secs",
+        "limits.drain_timeout_secs",
+        "guard.protected_settings",
+        "guard.allow_do_blocks",
+        "guard.allow_create_function",
+        "guard.allow_explain",
+        "guard.setting_limits",
+        "guard.verdict_cache_entries",
+        "guard.max_statement_bytes",
+        "pool.max_lifetime_secs",
+    ];
+
+    #[test]
+    fn existing_flags_variables_and_keys_are_kept() {
+        for (key, flag, env) in EXISTING {
+            let s = setting(key).unwrap_or_else(|| panic!("{key} is gone"));
+            assert_eq!((s.flag, s.env), (Some(*flag), *env), "{key}");
+            assert_eq!(s.in_file, *key != "config", "{key}");
+        }
+        for key in EXISTING_FILE_ONLY {
+            assert!(setting(key).is_some_and(|s| s.in_file), "{key} is gone from the file");
+        }
+        let pw = setting("upstream.password").unwrap();
+        assert_eq!((pw.flag, pw.env, pw.in_file), (None, "PGTP_UPSTREAM_PASSWORD", false));
+    }
+
+    #[test]
+    fn names_are_unique_and_every_setting_has_its_three_forms() {
+        let mut keys = std::collections::BTreeSet::new();
+        let mut flags = std::collections::BTreeSet::new();
+        let mut envs = std::collections::BTreeSet::new();
+        for s in SETTINGS {
+            assert!(keys.insert(s.key), "key {} twice", s.key);
+            assert!(envs.insert(s.env), "variable {} twice", s.env);
+            match s.flag {
+                Some(flag) => {
+                    assert!(flags.insert(flag), "flag --{flag} twice");
+                    assert_eq!(
+                        s.env,
+                        format!("PGTP_{}", flag.to_uppercase().replace('-', "_")),
+                        "{}",
+                        s.key
+                    );
+                }
+                // The password itself never goes on a command line.
+                None => assert_eq!(s.key, "upstream.password"),
+            }
+            // Only the file's own name and the password are not in the file.
+            assert!(
+                s.in_file || ["config", "upstream.password"].contains(&s.key),
+                "{}",
+                s.key
+            );
+            assert!(!s.help.is_empty() && !s.value_name.is_empty(), "{}", s.key);
+        }
+    }
+
+    #[test]
+    fn clap_has_every_flag_with_its_variable_and_nothing_else() {
+        let cmd = serve_command();
+        for s in SETTINGS {
+            let arg = cmd.get_arguments().find(|a| a.get_id() == s.key);
+            match (s.flag, arg) {
+                (Some(flag), Some(arg)) => {
+                    assert_eq!(arg.get_long(), Some(flag), "{}", s.key);
+                    assert_eq!(arg.get_env(), Some(std::ffi::OsStr::new(s.env)), "{}", s.key);
+                }
+                (None, None) => {}
+                (flag, arg) => panic!("{}: schema flag {flag:?}, clap {:?}", s.key, arg.map(|a| a.get_long())),
+            }
+        }
+        for arg in cmd.get_arguments() {
+            assert!(setting(arg.get_id().as_str()).is_some(), "clap has {}", arg.get_id());
+        }
+    }
+
+    #[test]
+    fn every_flag_reaches_its_setting() {
+        for s in SETTINGS {
+            let Some(flag) = s.flag else { continue };
+            let (values, value, _) = sample(s);
+            let mut argv = vec!["serve".to_owned()];
+            for v in &values {
+                argv.push(format!("--{flag}"));
+                argv.push((*v).to_owned());
+            }
+            let m = serve_command().try_get_matches_from(&argv).unwrap();
+            let args = ServeArgs::from_arg_matches(&m).unwrap();
+            let r = Resolved::new(&args.given, BTreeMap::new(), None).unwrap();
+            let e = r.entries().iter().find(|e| e.setting.key == s.key).unwrap();
+            assert!(e.value.as_ref() == Some(&value), "--{flag}");
+            assert_eq!(e.source, Source::Flag(flag));
+        }
+        // A true/false flag alone means true.
+        let m = serve_command()
+            .try_get_matches_from(["serve", "--guard-allow-explain"])
+            .unwrap();
+        let args = ServeArgs::from_arg_matches(&m).unwrap();
+        let r = Resolved::new(&args.given, BTreeMap::new(), None).unwrap();
+        assert_eq!(r.bool("guard.allow_explain"), Ok(true));
+    }
+
+    #[test]
+    fn the_file_parser_accepts_every_key_at_its_place() {
+        let path = Path::new("all.toml");
+        let mut doc = toml::Table::new();
+        for s in SETTINGS.iter().filter(|s| s.in_file) {
+            let (_, value, toml_value) = sample(s);
+            let mut one = toml::Table::new();
+            let mut parts: Vec<&str> = s.key.split('.').collect();
+            let last = parts.pop().unwrap();
+            let mut table = &mut one;
+            let mut all = &mut doc;
+            for p in parts {
+                table = table
+                    .entry(p)
+                    .or_insert_with(|| toml::Table::new().into())
+                    .as_table_mut()
+                    .unwrap();
+                all = all
+                    .entry(p)
+                    .or_insert_with(|| toml::Table::new().into())
+                    .as_table_mut()
+                    .unwrap();
+            }
+            table.insert(last.to_owned(), toml_value.clone());
+            all.insert(last.to_owned(), toml_value);
+            let text = toml::to_string(&one).unwrap();
+            let parsed = parse_file(&text, path).unwrap_or_else(|e| panic!("{e}\n{text}"));
+            assert!(parsed.len() == 1 && parsed.get(s.key) == Some(&value), "{text}");
+        }
+        let text = toml::to_string(&doc).unwrap();
+        let parsed = parse_file(&text, path).unwrap();
+        assert_eq!(parsed.len(), SETTINGS.iter().filter(|s| s.in_file).count());
+        // Not in the file: the file's own name and the password.
+        for key in ["config = \"x\"", "[upstream]\npassword = \"x\""] {
+            assert!(parse_file(key, path).is_err(), "{key}");
+        }
+    }
+
+    /// Whether `text` has `word` with no name character right before or after it.
+    fn mentions(text: &str, word: &str) -> bool {
+        let name_char = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-';
+        text.match_indices(word)
+            .any(|(at, _)| !text[..at].ends_with(name_char) && !text[at + word.len()..].starts_with(name_char))
+    }
+
+    #[test]
+    fn the_example_file_has_every_key_and_names_every_flag_and_variable() {
+        let text = include_str!("../../config/pg-tenant-proxy.toml");
+        // Commented-out assignments (`# admin_listen = "..."`) count too:
+        // uncomment every line that is a TOML assignment on its own.
+        let uncommented: String = text
+            .lines()
+            .map(|line| {
+                let rest = line.strip_prefix("# ").unwrap_or(line);
+                let is_assignment = rest != line
+                    && rest.starts_with(|c: char| c.is_ascii_lowercase())
+                    && toml::from_str::<toml::Table>(rest).is_ok();
+                if is_assignment {
+                    format!("{rest}\n")
+                } else {
+                    format!("{line}\n")
+                }
+            })
+            .collect();
+        let path = Path::new("config/pg-tenant-proxy.toml");
+        parse_file(text, path).unwrap();
+        let keys = parse_file(&uncommented, path).unwrap();
+        for s in SETTINGS {
+            if s.in_file {
+                assert!(keys.contains_key(s.key), "{} is not in the example file", s.key);
+            }
+            if let Some(flag) = s.flag {
+                assert!(
+                    mentions(text, &format!("--{flag}")),
+                    "the example file does not name --{flag}"
+                );
+            }
+            assert!(mentions(text, s.env), "the example file does not name {}", s.env);
+        }
+    }
+
+    #[test]
+    fn secrets_are_masked() {
+        let entry = |key: &str, v: &str| Entry {
+            setting: setting(key).unwrap(),
+            value: Some(Value::Str(v.into())),
+            source: Source::Default,
+        };
+        assert_eq!(
+            entry("upstream.url", "postgresql://r:s3cr%40t@h:5432/app?sslmode=disable").shown(),
+            "postgresql://r:***@h:5432/app?sslmode=disable"
+        );
+        assert_eq!(
+            entry("upstream.url", "postgresql://r@h/app").shown(),
+            "postgresql://r@h/app"
+        );
+        assert_eq!(entry("upstream.password", "s3cret").shown(), "***");
+        assert_eq!(entry("jwt.secret_file", "/run/s").shown(), "/run/s");
+    }
+}
