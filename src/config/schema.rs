@@ -1393,4 +1393,42 @@ mod tests {
         assert_eq!(entry("upstream.password", "s3cret").shown(), "***");
         assert_eq!(entry("jwt.secret_file", "/run/s").shown(), "/run/s");
     }
+    /// The settings table of README.md, as the schema says it must read.
+    fn settings_table() -> String {
+        let mut t = String::from("| Setting (file key) | Flag | Environment variable | Default |\n|---|---|---|---|\n");
+        for s in SETTINGS {
+            let key = if s.in_file {
+                format!("`{}`", s.key)
+            } else {
+                format!("`{}` (not in the file)", s.key)
+            };
+            let flag = s.flag.map_or_else(|| "none".to_owned(), |f| format!("`--{f}`"));
+            let default = match s.default {
+                DefaultValue::Unset("") => "not set".to_owned(),
+                DefaultValue::Unset(note) => note.to_owned(),
+                DefaultValue::List([]) => "empty".to_owned(),
+                DefaultValue::List(l) if l.len() > 3 => "the list in the example file".to_owned(),
+                DefaultValue::Map(m) if m.len() > 3 => "the table in the example file".to_owned(),
+                other => format!("`{}`", other.as_flag_value().unwrap_or_default()),
+            };
+            t.push_str(&format!("| {key} | {flag} | `{}` | {default} |\n", s.env));
+        }
+        t
+    }
+
+    #[test]
+    fn the_readme_lists_every_setting() {
+        let readme = include_str!("../../README.md");
+        let start = "<!-- settings table: generated from src/config/schema.rs -->\n";
+        let end = "<!-- end of settings table -->";
+        let table = readme
+            .split_once(start)
+            .and_then(|(_, rest)| rest.split_once(end))
+            .map(|(table, _)| table);
+        let expected = settings_table();
+        assert!(
+            table == Some(expected.as_str()),
+            "README.md's settings table should read, between {start:?} and {end:?}:\n{expected}"
+        );
+    }
 }
