@@ -1,20 +1,26 @@
-//! Configuration: command-line flags (each also read from the environment),
-//! an optional TOML file, and defaults, merged once and validated into a
-//! [`Config`]. Flags and environment win over the file.
+//! Configuration: every setting is described once, in [`schema::SETTINGS`]
+//! (its TOML key, flag, environment variable and default). A value comes
+//! from a flag, else its environment variable, else the TOML file, else the
+//! default; the result is validated once into a [`Config`]. `check-config`
+//! prints each value with where it came from ([`Resolved::report`]).
 //!
 //! The file and the environment are trusted (they come from the operator), but
 //! still validated so that a mistake fails at start-up with a clear message
 //! instead of at the first client.
 
+pub mod schema;
+
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use ipnet::IpNet;
-use serde::Deserialize;
 
-use crate::context::{ContextKey, Verification, DEFAULT_KEY_ID};
+use crate::context::{ContextKey, Verification};
 use crate::guard::GuardConfig;
+use schema::SETTINGS;
+pub use schema::{Resolved, Source};
 
 /// Client startup parameters forwarded upstream as given (after validation).
 /// Everything else a client sends at startup is refused, except the few that
@@ -402,527 +408,306 @@ impl RuntimeKind {
     }
 }
 
-/// The TOML file layout. Every key is optional; see `config/pg-tenant-proxy.toml`.
-#[derive(Debug, Default, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct FileConfig {
-    /// `listen = "127.0.0.1:6432"`.
-    pub listen: Option<String>,
-    /// `worker_threads = 2`.
-    pub worker_threads: Option<usize>,
-    /// `runtime = "per-thread"` or `"shared"`.
-    pub runtime: Option<String>,
-    /// `admin_listen = "127.0.0.1:9187"`.
-    pub admin_listen: Option<String>,
-    /// `log_format = "text"` or `"json"`.
-    pub log_format: Option<String>,
-    /// `[upstream]`.
-    pub upstream: FileUpstream,
-    /// `[jwt]`.
-    pub jwt: FileJwt,
-    /// `[tls]`.
-    pub tls: FileTls,
-    /// `[limits]`.
-    pub limits: FileLimits,
-    /// `[clients]`.
-    pub clients: FileClients,
-    /// `[guard]`.
-    pub guard: Option<GuardConfig>,
-    /// `[context]`.
-    pub context: FileContext,
-    /// `pool_mode = "session"` or `"transaction"`.
-    pub pool_mode: Option<String>,
-    /// `pool_size = 20`.
-    pub pool_size: Option<usize>,
-    /// `[pool]`.
-    pub pool: FilePool,
-}
-
-/// `[pool]` in the file.
-#[derive(Debug, Default, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct FilePool {
-    /// Seconds a client waits for a free backend.
-    pub checkout_timeout_secs: Option<u64>,
-    /// Seconds an unused backend stays open.
-    pub idle_timeout_secs: Option<u64>,
-    /// Seconds a backend lives before it is replaced.
-    pub max_lifetime_secs: Option<u64>,
-    /// `"local"` or `"citus"`.
-    pub pin_form: Option<String>,
-}
-
-/// `[context]` in the file.
-#[derive(Debug, Default, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct FileContext {
-    /// File holding the context key, as `--context-key-file`.
-    pub key_file: Option<PathBuf>,
-    /// Key id, as `--context-key-id`.
-    pub key_id: Option<String>,
-    /// `"on"` or `"off"`, as `--context-verification`.
-    pub verification: Option<String>,
-}
-
-/// `[upstream]` in the file.
-#[derive(Debug, Default, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct FileUpstream {
-    /// URL, as `--upstream`.
-    pub url: Option<String>,
-    /// File holding the upstream password.
-    pub password_file: Option<PathBuf>,
-}
-
-/// `[jwt]` in the file.
-#[derive(Debug, Default, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct FileJwt {
-    /// HMAC secret file.
-    pub secret_file: Option<PathBuf>,
-    /// PEM public key file.
-    pub public_key_file: Option<PathBuf>,
-    /// JWKS file.
-    pub jwks_file: Option<PathBuf>,
-    /// JWKS URL (https).
-    pub jwks_url: Option<String>,
-    /// Seconds between background fetches of `jwks_url`.
-    pub jwks_refresh_secs: Option<u64>,
-    /// Extra CA certificates (PEM) for `jwks_url`.
-    pub jwks_ca_file: Option<PathBuf>,
-    /// Accepted issuers.
-    pub issuers: Option<Vec<String>>,
-    /// Accepted audiences.
-    pub audiences: Option<Vec<String>>,
-    /// Leeway in seconds.
-    pub leeway_secs: Option<u64>,
-    /// Algorithm allow-list.
-    pub algorithms: Option<Vec<String>>,
-    /// Organization claim path.
-    pub organization_claim: Option<String>,
-    /// User claim path.
-    pub user_claim: Option<String>,
-    /// Require the user claim.
-    pub require_user: Option<bool>,
-    /// Longest token lifetime accepted.
-    pub max_ttl_secs: Option<u64>,
-}
-
-/// `[tls]` in the file.
-#[derive(Debug, Default, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct FileTls {
-    /// PEM certificate chain.
-    pub cert_file: Option<PathBuf>,
-    /// PEM private key.
-    pub key_file: Option<PathBuf>,
-}
-
-/// `[limits]` in the file.
-#[derive(Debug, Default, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct FileLimits {
-    /// Max client connections.
-    pub max_client_connections: Option<usize>,
-    /// Max client message size in bytes.
-    pub max_message_bytes: Option<usize>,
-    /// Authentication timeout in seconds.
-    pub auth_timeout_secs: Option<u64>,
-    /// Upstream connect timeout in seconds.
-    pub connect_timeout_secs: Option<u64>,
-    /// Drain timeout in seconds.
-    pub drain_timeout_secs: Option<u64>,
-    /// Most concurrent sessions of one organization (0: no limit).
-    pub max_sessions_per_organization: Option<usize>,
-}
-
-/// `[clients]` in the file.
-#[derive(Debug, Default, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct FileClients {
-    /// Networks allowed to authenticate without TLS.
-    pub allow_plaintext_from: Option<Vec<IpNet>>,
-    /// Database names accepted from clients.
-    pub databases: Option<Vec<String>>,
-    /// Startup parameters forwarded upstream.
-    pub passthrough_parameters: Option<Vec<String>>,
-}
-
-/// Flags of `serve` and `check-config`; each has an environment variable.
-#[derive(Debug, Default, Clone, clap::Args)]
+/// Flags of `serve` and `check-config`, one per setting of
+/// [`schema::SETTINGS`], each also read from its environment variable; the
+/// flags are built from the schema, not declared here.
+#[derive(Clone, Default)]
 pub struct ServeArgs {
-    /// TOML configuration file; flags and environment override its values.
-    #[arg(long, env = "PGTP_CONFIG", value_name = "FILE")]
-    pub config: Option<PathBuf>,
-    /// Address to listen on for clients [default: 127.0.0.1:6432].
-    #[arg(long, env = "PGTP_LISTEN", value_name = "ADDR")]
-    pub listen: Option<String>,
-    /// Upstream server: postgresql://ROLE[:PASSWORD]@HOST[:PORT]/DB[?sslmode=..&sslrootcert=..].
-    /// Prefer --upstream-password-file or PGTP_UPSTREAM_PASSWORD to a password in the URL.
-    #[arg(long, env = "PGTP_UPSTREAM", value_name = "URL")]
-    pub upstream: Option<String>,
-    /// File holding the upstream role's password.
-    #[arg(long, env = "PGTP_UPSTREAM_PASSWORD_FILE", value_name = "FILE")]
-    pub upstream_password_file: Option<PathBuf>,
-    /// The upstream role's password (environment only; never a flag).
-    #[arg(skip)]
-    pub upstream_password_env: Option<String>,
-    /// HMAC secret file: tokens must be HS256, HS384 or HS512.
-    #[arg(long, env = "PGTP_JWT_SECRET_FILE", value_name = "FILE")]
-    pub jwt_secret_file: Option<PathBuf>,
-    /// PEM public key: RSA (RS*/PS*), EC P-256/P-384 (ES256/ES384) or Ed25519 (EdDSA).
-    #[arg(long, env = "PGTP_JWT_PUBLIC_KEY_FILE", value_name = "PEM")]
-    pub jwt_public_key_file: Option<PathBuf>,
-    /// JWKS document; each token's `kid` picks its key, unknown kids are refused.
-    #[arg(long, env = "PGTP_JWKS_FILE", value_name = "JWKS")]
-    pub jwks_file: Option<PathBuf>,
-    /// JWKS fetched from an identity provider (https only): at start, every
-    /// --jwks-refresh-secs, and on an unknown kid (at most once per 30 s).
-    #[arg(long, env = "PGTP_JWKS_URL", value_name = "URL")]
-    pub jwks_url: Option<String>,
-    /// Seconds between background fetches of --jwks-url [default: 300].
-    #[arg(long, env = "PGTP_JWKS_REFRESH_SECS", value_name = "SECONDS")]
-    pub jwks_refresh_secs: Option<u64>,
-    /// PEM CA certificates trusted for --jwks-url besides the public roots.
-    #[arg(long, env = "PGTP_JWKS_CA_FILE", value_name = "PEM")]
-    pub jwks_ca_file: Option<PathBuf>,
-    /// Accepted `iss` (repeatable or comma-separated); required in tokens when set.
-    #[arg(long, env = "PGTP_JWT_ISSUER", value_delimiter = ',', value_name = "ISS")]
-    pub jwt_issuer: Vec<String>,
-    /// Accepted `aud` (repeatable or comma-separated); required in tokens when set.
-    #[arg(long, env = "PGTP_JWT_AUDIENCE", value_delimiter = ',', value_name = "AUD")]
-    pub jwt_audience: Vec<String>,
-    /// Clock skew allowed on `exp` and `nbf`, in seconds [default: 30].
-    #[arg(long, env = "PGTP_JWT_LEEWAY", value_name = "SECONDS")]
-    pub jwt_leeway: Option<u64>,
-    /// Claim holding the organization UUID; dots reach into objects [default: organization_id].
-    #[arg(long, env = "PGTP_ORG_CLAIM", value_name = "PATH")]
-    pub org_claim: Option<String>,
-    /// Claim holding the user UUID [default: sub].
-    #[arg(long, env = "PGTP_USER_CLAIM", value_name = "PATH")]
-    pub user_claim: Option<String>,
-    /// PEM certificate chain for client TLS (with --tls-key).
-    #[arg(long, env = "PGTP_TLS_CERT", value_name = "PEM")]
-    pub tls_cert: Option<PathBuf>,
-    /// PEM private key for client TLS.
-    #[arg(long, env = "PGTP_TLS_KEY", value_name = "PEM")]
-    pub tls_key: Option<PathBuf>,
-    /// Networks allowed to send a token without TLS [default: 127.0.0.0/8,::1/128].
-    #[arg(long, env = "PGTP_ALLOW_PLAINTEXT_FROM", value_delimiter = ',', value_name = "CIDR")]
-    pub allow_plaintext_from: Vec<IpNet>,
-    /// Most concurrent client connections [default: 10000].
-    #[arg(long, env = "PGTP_MAX_CONNECTIONS", value_name = "N")]
-    pub max_connections: Option<usize>,
-    /// Most concurrent sessions of one organization; 0 for no limit [default: 100].
-    #[arg(long, env = "PGTP_MAX_SESSIONS_PER_ORG", value_name = "N")]
-    pub max_sessions_per_org: Option<usize>,
-    /// Admin listener for /metrics, /healthz and /readyz, e.g.
-    /// 127.0.0.1:9187 [default: off].
-    #[arg(long, env = "PGTP_ADMIN_LISTEN", value_name = "ADDR")]
-    pub admin_listen: Option<String>,
-    /// Log format: text (for people) or json (one object per line) [default: text].
-    #[arg(long, env = "PGTP_LOG_FORMAT", value_name = "FORMAT")]
-    pub log_format: Option<String>,
-    /// Threads that run sessions [default: number of cores].
-    #[arg(long, env = "PGTP_WORKER_THREADS", value_name = "N")]
-    pub worker_threads: Option<usize>,
-    /// Session scheduling: per-thread (each session stays on one thread) or
-    /// shared (tokio's work-stealing runtime) [default: per-thread].
-    #[arg(long, env = "PGTP_RUNTIME", value_name = "KIND")]
-    pub runtime: Option<String>,
-    /// File holding the key that signs the tenant context PostgreSQL verifies
-    /// (at least 32 bytes; one trailing newline is not part of the key). The
-    /// DBA installs the same key with tenant.add_context_key('<id>', '<key>').
-    #[arg(long, env = "PGTP_CONTEXT_KEY_FILE", value_name = "FILE")]
-    pub context_key_file: Option<PathBuf>,
-    /// Id of that key in the database [default: 1].
-    #[arg(long, env = "PGTP_CONTEXT_KEY_ID", value_name = "ID")]
-    pub context_key_id: Option<String>,
-    /// on (default: a context key is required) or off (no proof is sent; the
-    /// database must run with tenant.set_context_verification(false)).
-    #[arg(long, env = "PGTP_CONTEXT_VERIFICATION", value_name = "on|off")]
-    pub context_verification: Option<String>,
-    /// session (each client session holds one backend) or transaction (a
-    /// backend per transaction, the tenant pinned in each) [default: session].
-    #[arg(long, env = "PGTP_POOL_MODE", value_name = "MODE")]
-    pub pool_mode: Option<String>,
-    /// Most upstream backends in transaction mode [default: 20].
-    #[arg(long, env = "PGTP_POOL_SIZE", value_name = "N")]
-    pub pool_size: Option<usize>,
-    /// Seconds a client waits for a free backend before 53300 [default: 30].
-    #[arg(long, env = "PGTP_POOL_CHECKOUT_TIMEOUT", value_name = "SECONDS")]
-    pub pool_checkout_timeout: Option<u64>,
-    /// Seconds an unused pooled backend stays open [default: 600].
-    #[arg(long, env = "PGTP_POOL_IDLE_TIMEOUT", value_name = "SECONDS")]
-    pub pool_idle_timeout: Option<u64>,
-    /// How the tenant is pinned per transaction: local (SET LOCAL /
-    /// set_config(..., true)) or citus (SET LOCAL inside a transaction block,
-    /// which Citus forwards to workers) [default: local].
-    #[arg(long, env = "PGTP_POOL_PIN_FORM", value_name = "FORM")]
-    pub pool_pin_form: Option<String>,
+    /// Values given by a flag or the environment, by setting key.
+    given: BTreeMap<&'static str, (Vec<String>, Source)>,
+}
+
+impl clap::FromArgMatches for ServeArgs {
+    fn from_arg_matches(m: &clap::ArgMatches) -> Result<Self, clap::Error> {
+        let mut given = BTreeMap::new();
+        for s in SETTINGS {
+            let Some(flag) = s.flag else {
+                // Environment only.
+                if let Some(v) = std::env::var(s.env).ok().filter(|v| !v.is_empty()) {
+                    given.insert(s.key, (vec![v], Source::Env(s.env)));
+                }
+                continue;
+            };
+            let source = match m.value_source(s.key) {
+                Some(clap::parser::ValueSource::CommandLine) => Source::Flag(flag),
+                Some(clap::parser::ValueSource::EnvVariable) => Source::Env(s.env),
+                _ => continue,
+            };
+            let values = m
+                .get_many::<String>(s.key)
+                .map(|v| v.cloned().collect())
+                .unwrap_or_default();
+            given.insert(s.key, (values, source));
+        }
+        Ok(ServeArgs { given })
+    }
+
+    fn update_from_arg_matches(&mut self, m: &clap::ArgMatches) -> Result<(), clap::Error> {
+        *self = Self::from_arg_matches(m)?;
+        Ok(())
+    }
+}
+
+impl clap::Args for ServeArgs {
+    fn augment_args(cmd: clap::Command) -> clap::Command {
+        schema::augment(cmd)
+    }
+
+    fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
+        schema::augment(cmd)
+    }
 }
 
 impl ServeArgs {
-    /// Merges flags, environment, file and defaults into a validated [`Config`].
-    pub fn load(&self) -> Result<Config, String> {
-        let file = match &self.config {
+    /// Sets a setting as if given by its flag (for tests).
+    #[cfg(test)]
+    fn with(mut self, key: &'static str, values: &[&str]) -> ServeArgs {
+        let flag = schema::setting(key).and_then(|s| s.flag).unwrap_or(key);
+        self.given.insert(
+            key,
+            (values.iter().map(|v| (*v).to_owned()).collect(), Source::Flag(flag)),
+        );
+        self
+    }
+
+    /// The configuration file, if `--config` or `PGTP_CONFIG` names one.
+    pub fn config_file(&self) -> Option<PathBuf> {
+        self.given.get("config").and_then(|(v, _)| v.last()).map(PathBuf::from)
+    }
+
+    /// Each setting's value and where it came from: flag, environment,
+    /// file, default (the file is read here).
+    pub fn resolve(&self) -> Result<Resolved, String> {
+        let path = self.config_file();
+        let file = match &path {
             Some(p) => {
                 let text =
                     std::fs::read_to_string(p).map_err(|e| format!("cannot read config file {}: {e}", p.display()))?;
-                toml::from_str::<FileConfig>(&text).map_err(|e| format!("config file {}: {e}", p.display()))?
+                schema::parse_file(&text, p)?
             }
-            None => FileConfig::default(),
+            None => BTreeMap::new(),
         };
-        self.merge(file)
+        Resolved::new(&self.given, file, path.as_deref())
     }
 
-    fn merge(&self, file: FileConfig) -> Result<Config, String> {
-        let listen_raw = self
-            .listen
-            .clone()
-            .or(file.listen)
-            .unwrap_or_else(|| "127.0.0.1:6432".into());
-        let listen: SocketAddr = listen_raw
-            .parse()
-            .map_err(|_| format!("listen address {listen_raw:?} is not HOST:PORT with an IP address"))?;
+    /// Flags, environment, file and defaults as a validated [`Config`].
+    pub fn load(&self) -> Result<Config, String> {
+        Ok(self.effective()?.0)
+    }
 
-        let url = self.upstream.clone().or(file.upstream.url).ok_or(
-            "no upstream: give --upstream postgresql://ROLE@HOST:PORT/DB (or PGTP_UPSTREAM, or [upstream] url)",
-        )?;
-        let mut upstream = UpstreamConfig::from_url(&url)?;
-        let pw_file = self.upstream_password_file.clone().or(file.upstream.password_file);
-        if let Some(p) = pw_file {
-            upstream.password = Some(read_secret(&p, "upstream password file")?);
-        } else if let Some(pw) = self.upstream_password_env.clone().filter(|p| !p.is_empty()) {
-            upstream.password = Some(pw);
-        }
+    /// The validated [`Config`] and the values it was made from, with their
+    /// sources (what `check-config` prints).
+    pub fn effective(&self) -> Result<(Config, Resolved), String> {
+        let mut r = self.resolve()?;
+        let cfg = build(&mut r)?;
+        Ok((cfg, r))
+    }
+}
 
-        let fj = file.jwt;
-        let sources = [
-            self.jwt_secret_file
-                .clone()
-                .or(fj.secret_file)
-                .map(KeySource::SecretFile),
-            self.jwt_public_key_file
-                .clone()
-                .or(fj.public_key_file)
-                .map(KeySource::PublicKeyFile),
-            self.jwks_file.clone().or(fj.jwks_file).map(KeySource::JwksFile),
-            jwks_url(
-                self.jwks_url.clone().or(fj.jwks_url),
-                self.jwks_refresh_secs.or(fj.jwks_refresh_secs),
-                self.jwks_ca_file.clone().or(fj.jwks_ca_file),
-            )?
-            .map(KeySource::JwksUrl),
-        ];
-        let mut sources = sources.into_iter().flatten();
-        let key = sources
-            .next()
-            .ok_or("no token key: give one of --jwt-secret-file, --jwt-public-key-file, --jwks-file or --jwks-url")?;
-        if sources.next().is_some() {
-            return Err("give only one of --jwt-secret-file, --jwt-public-key-file, --jwks-file and --jwks-url".into());
-        }
-        let jwt = JwtConfig {
-            key,
-            issuers: non_empty_or(self.jwt_issuer.clone(), fj.issuers),
-            audiences: non_empty_or(self.jwt_audience.clone(), fj.audiences),
-            leeway_secs: self.jwt_leeway.or(fj.leeway_secs).unwrap_or(30),
-            algorithms: fj.algorithms.unwrap_or_default(),
-            organization_claim: self
-                .org_claim
-                .clone()
-                .or(fj.organization_claim)
-                .unwrap_or_else(|| "organization_id".into()),
-            user_claim: self
-                .user_claim
-                .clone()
-                .or(fj.user_claim)
-                .unwrap_or_else(|| "sub".into()),
-            require_user: fj.require_user.unwrap_or(false),
-            max_ttl_secs: fj.max_ttl_secs.unwrap_or(0),
-        };
-        if jwt.leeway_secs > 300 {
-            return Err("jwt leeway above 300 seconds is not allowed".into());
-        }
-        for path in [&jwt.organization_claim, &jwt.user_claim] {
-            if path.is_empty() || path.split('.').any(str::is_empty) || path.len() > 200 {
-                return Err(format!(
-                    "claim path {path:?} is not a dotted name like app_metadata.organization_id"
-                ));
-            }
-        }
+/// Validates the resolved values into a [`Config`].
+fn build(r: &mut Resolved) -> Result<Config, String> {
+    let listen_raw = r.str("listen")?;
+    let listen: SocketAddr = listen_raw
+        .parse()
+        .map_err(|_| format!("listen address {listen_raw:?} is not HOST:PORT with an IP address"))?;
 
-        let tls = match (
-            self.tls_cert.clone().or(file.tls.cert_file),
-            self.tls_key.clone().or(file.tls.key_file),
-        ) {
-            (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
-            (None, None) => None,
-            _ => return Err("client TLS needs both a certificate and a key (--tls-cert and --tls-key)".into()),
-        };
+    let url = r
+        .opt_str("upstream.url")?
+        .ok_or("no upstream: give --upstream postgresql://ROLE@HOST:PORT/DB (or PGTP_UPSTREAM, or [upstream] url)")?;
+    let mut upstream = UpstreamConfig::from_url(&url)?;
+    if let Some(p) = r.given_path("upstream.password_file")? {
+        upstream.password = Some(read_secret(&p, "upstream password file")?);
+    } else if let Some(pw) = r.given_str("upstream.password")?.filter(|p| !p.is_empty()) {
+        upstream.password = Some(pw);
+    }
 
-        let allow_plaintext_from = if !self.allow_plaintext_from.is_empty() {
-            self.allow_plaintext_from.clone()
-        } else {
-            file.clients.allow_plaintext_from.unwrap_or_else(|| {
-                vec![
-                    IpNet::V4(ipnet::Ipv4Net::new_assert(std::net::Ipv4Addr::new(127, 0, 0, 0), 8)),
-                    IpNet::V6(ipnet::Ipv6Net::new_assert(std::net::Ipv6Addr::LOCALHOST, 128)),
-                ]
+    let sources = [
+        r.given_path("jwt.secret_file")?.map(KeySource::SecretFile),
+        r.given_path("jwt.public_key_file")?.map(KeySource::PublicKeyFile),
+        r.given_path("jwt.jwks_file")?.map(KeySource::JwksFile),
+        jwks_url(
+            r.given_str("jwt.jwks_url")?,
+            r.given_int("jwt.jwks_refresh_secs")?,
+            r.given_path("jwt.jwks_ca_file")?,
+        )?
+        .map(KeySource::JwksUrl),
+    ];
+    let mut sources = sources.into_iter().flatten();
+    let key = sources
+        .next()
+        .ok_or("no token key: give one of --jwt-secret-file, --jwt-public-key-file, --jwks-file or --jwks-url")?;
+    if sources.next().is_some() {
+        return Err("give only one of --jwt-secret-file, --jwt-public-key-file, --jwks-file and --jwks-url".into());
+    }
+    let jwt = JwtConfig {
+        key,
+        issuers: r.list("jwt.issuers")?,
+        audiences: r.list("jwt.audiences")?,
+        leeway_secs: r.int("jwt.leeway_secs")?,
+        algorithms: r.list("jwt.algorithms")?,
+        organization_claim: r.str("jwt.organization_claim")?,
+        user_claim: r.str("jwt.user_claim")?,
+        require_user: r.bool("jwt.require_user")?,
+        max_ttl_secs: r.int("jwt.max_ttl_secs")?,
+    };
+    if jwt.leeway_secs > 300 {
+        return Err("jwt leeway above 300 seconds is not allowed".into());
+    }
+    for path in [&jwt.organization_claim, &jwt.user_claim] {
+        if path.is_empty() || path.split('.').any(str::is_empty) || path.len() > 200 {
+            return Err(format!(
+                "claim path {path:?} is not a dotted name like app_metadata.organization_id"
+            ));
+        }
+    }
+
+    let tls = match (r.given_path("tls.cert_file")?, r.given_path("tls.key_file")?) {
+        (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+        (None, None) => None,
+        _ => return Err("client TLS needs both a certificate and a key (--tls-cert and --tls-key)".into()),
+    };
+
+    let allow_plaintext_from = r
+        .list("clients.allow_plaintext_from")?
+        .iter()
+        .map(|n| {
+            n.parse::<IpNet>()
+                .map_err(|e| format!("allow_plaintext_from {n:?} is not a network: {e}"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let databases = match r.given_list("clients.databases")? {
+        Some(d) => d,
+        None => {
+            let d = vec![upstream.database.clone()];
+            r.fill_default("clients.databases", schema::Value::List(d.clone()));
+            d
+        }
+    };
+    if databases.is_empty() {
+        return Err("[clients] databases must name at least one database".into());
+    }
+    let passthrough_parameters: Vec<String> = r
+        .list("clients.passthrough_parameters")?
+        .into_iter()
+        .map(|s| s.to_ascii_lowercase())
+        .collect();
+    for p in &passthrough_parameters {
+        if crate::pin::is_pinned_parameter(p) {
+            return Err(format!(
+                "startup parameter {p:?} is pinned by the proxy and cannot be passed through"
+            ));
+        }
+    }
+
+    let limits = Limits {
+        max_client_connections: r.usize("limits.max_client_connections")?,
+        max_message_bytes: r.usize("limits.max_message_bytes")?,
+        auth_timeout: Duration::from_secs(r.int("limits.auth_timeout_secs")?),
+        connect_timeout: Duration::from_secs(r.int("limits.connect_timeout_secs")?),
+        drain_timeout: Duration::from_secs(r.int("limits.drain_timeout_secs")?),
+        max_sessions_per_organization: r.usize("limits.max_sessions_per_organization")?,
+    };
+    if limits.max_client_connections == 0 {
+        return Err("max_client_connections must be at least 1".into());
+    }
+    if !(1024..=(1 << 30)).contains(&limits.max_message_bytes) {
+        return Err("max_message_bytes must be between 1024 and 1073741824".into());
+    }
+    if limits.auth_timeout.is_zero() || limits.connect_timeout.is_zero() {
+        return Err("auth_timeout_secs and connect_timeout_secs must be at least 1".into());
+    }
+    let guard = GuardConfig {
+        protected_settings: r.list("guard.protected_settings")?,
+        allow_do_blocks: r.bool("guard.allow_do_blocks")?,
+        allow_create_function: r.bool("guard.allow_create_function")?,
+        allow_explain: r.bool("guard.allow_explain")?,
+        setting_limits: r.given_map("guard.setting_limits")?,
+        verdict_cache_entries: r.usize("guard.verdict_cache_entries")?,
+        max_statement_bytes: r.usize("guard.max_statement_bytes")?,
+    };
+    crate::guard::Guard::new(&guard).map_err(|e| format!("[guard]: {e}"))?;
+    let context = context(r)?;
+    let pool = pool(r)?;
+    Ok(Config {
+        listen,
+        upstream,
+        jwt,
+        tls,
+        allow_plaintext_from,
+        databases,
+        passthrough_parameters,
+        limits,
+        guard,
+        worker_threads: r.usize("worker_threads")?,
+        runtime: RuntimeKind::parse(&r.str("runtime")?)?,
+        admin_listen: r
+            .given_str("admin_listen")?
+            .map(|a| {
+                a.parse::<SocketAddr>()
+                    .map_err(|e| format!("admin_listen {a:?} is not an address like 127.0.0.1:9187: {e}"))
             })
-        };
-        let databases = file
-            .clients
-            .databases
-            .unwrap_or_else(|| vec![upstream.database.clone()]);
-        if databases.is_empty() {
-            return Err("[clients] databases must name at least one database".into());
-        }
-        let passthrough_parameters: Vec<String> = file
-            .clients
-            .passthrough_parameters
-            .unwrap_or_else(|| DEFAULT_PASSTHROUGH_PARAMETERS.iter().map(|s| (*s).to_owned()).collect())
-            .into_iter()
-            .map(|s| s.to_ascii_lowercase())
-            .collect();
-        for p in &passthrough_parameters {
-            if crate::pin::is_pinned_parameter(p) {
-                return Err(format!(
-                    "startup parameter {p:?} is pinned by the proxy and cannot be passed through"
-                ));
-            }
-        }
+            .transpose()?,
+        log_format: LogFormat::parse(&r.str("log_format")?)?,
+        context,
+        pool,
+    })
+}
 
-        let fl = file.limits;
-        let limits = Limits {
-            max_client_connections: self.max_connections.or(fl.max_client_connections).unwrap_or(10_000),
-            max_message_bytes: fl.max_message_bytes.unwrap_or(64 << 20),
-            auth_timeout: Duration::from_secs(fl.auth_timeout_secs.unwrap_or(10)),
-            connect_timeout: Duration::from_secs(fl.connect_timeout_secs.unwrap_or(5)),
-            drain_timeout: Duration::from_secs(fl.drain_timeout_secs.unwrap_or(30)),
-            max_sessions_per_organization: self
-                .max_sessions_per_org
-                .or(fl.max_sessions_per_organization)
-                .unwrap_or(DEFAULT_MAX_SESSIONS_PER_ORGANIZATION),
-        };
-        if limits.max_client_connections == 0 {
-            return Err("max_client_connections must be at least 1".into());
-        }
-        if !(1024..=(1 << 30)).contains(&limits.max_message_bytes) {
-            return Err("max_message_bytes must be between 1024 and 1073741824".into());
-        }
-        if limits.auth_timeout.is_zero() || limits.connect_timeout.is_zero() {
-            return Err("auth_timeout_secs and connect_timeout_secs must be at least 1".into());
-        }
-        let guard = file.guard.unwrap_or_default();
-        crate::guard::Guard::new(&guard).map_err(|e| format!("[guard]: {e}"))?;
-        let context = self.context(file.context)?;
-        let pool = self.pool(file.pool_mode, file.pool_size, file.pool)?;
-        Ok(Config {
-            listen,
-            upstream,
-            jwt,
-            tls,
-            allow_plaintext_from,
-            databases,
-            passthrough_parameters,
-            limits,
-            guard,
-            worker_threads: self.worker_threads.or(file.worker_threads).unwrap_or(0),
-            runtime: match self.runtime.clone().or(file.runtime) {
-                Some(r) => RuntimeKind::parse(&r)?,
-                None => RuntimeKind::PerThread,
-            },
-            admin_listen: self
-                .admin_listen
-                .clone()
-                .or(file.admin_listen)
-                .map(|a| {
-                    a.parse::<SocketAddr>()
-                        .map_err(|e| format!("admin_listen {a:?} is not an address like 127.0.0.1:9187: {e}"))
-                })
-                .transpose()?,
-            log_format: match self.log_format.clone().or(file.log_format) {
-                Some(f) => LogFormat::parse(&f)?,
-                None => LogFormat::Text,
-            },
-            context,
-            pool,
-        })
+/// Pool settings.
+fn pool(r: &Resolved) -> Result<PoolConfig, String> {
+    let mode = PoolMode::parse(&r.str("pool_mode")?)?;
+    let size = r.usize("pool_size")?;
+    if !(1..=10_000).contains(&size) {
+        return Err(format!("pool_size must be between 1 and 10000, not {size}"));
     }
+    let secs = |key: &str, what: &str| match r.int(key)? {
+        0 => Err(format!("{what} must be at least 1 second")),
+        n if n > 86_400 * 7 => Err(format!("{what} must be at most a week")),
+        n => Ok(Duration::from_secs(n)),
+    };
+    let pin_form = match r.str("pool.pin_form")?.as_str() {
+        "local" => PinForm::Local,
+        "citus" => PinForm::Citus,
+        other => return Err(format!("pool pin_form must be \"local\" or \"citus\", not {other:?}")),
+    };
+    Ok(PoolConfig {
+        mode,
+        size,
+        checkout_timeout: secs("pool.checkout_timeout_secs", "pool checkout_timeout_secs")?,
+        idle_timeout: secs("pool.idle_timeout_secs", "pool idle_timeout_secs")?,
+        max_lifetime: secs("pool.max_lifetime_secs", "pool max_lifetime_secs")?,
+        pin_form,
+    })
+}
 
-    /// Pool settings: flags and environment over the file over defaults.
-    fn pool(&self, mode: Option<String>, size: Option<usize>, file: FilePool) -> Result<PoolConfig, String> {
-        let mode = match self.pool_mode.clone().or(mode) {
-            Some(m) => PoolMode::parse(&m)?,
-            None => PoolMode::Session,
-        };
-        let size = self.pool_size.or(size).unwrap_or(DEFAULT_POOL_SIZE);
-        if !(1..=10_000).contains(&size) {
-            return Err(format!("pool_size must be between 1 and 10000, not {size}"));
+/// Context verification: on (the default) needs a key file; off must be
+/// asked for and then takes no key.
+fn context(r: &Resolved) -> Result<Verification, String> {
+    let key_file = r.given_path("context.key_file")?;
+    let key_id = r.given_str("context.key_id")?;
+    match r.str("context.verification")?.as_str() {
+        "on" => {
+            let path = key_file.ok_or(
+                "no context key: give --context-key-file FILE (PGTP_CONTEXT_KEY_FILE, [context] key_file) \
+                 with the key installed by tenant.add_context_key, or turn verification off explicitly \
+                 with --context-verification off",
+            )?;
+            let secret = read_secret(&path, "context key file")?;
+            let key = ContextKey::new(&r.str("context.key_id")?, secret.as_bytes())
+                .map_err(|e| format!("{e} ({})", path.display()))?;
+            Ok(Verification::On(std::sync::Arc::new(key)))
         }
-        let secs = |v: Option<u64>, default: u64, what: &str| match v.unwrap_or(default) {
-            0 => Err(format!("{what} must be at least 1 second")),
-            n if n > 86_400 * 7 => Err(format!("{what} must be at most a week")),
-            n => Ok(Duration::from_secs(n)),
-        };
-        let pin_form = match self.pool_pin_form.clone().or(file.pin_form).as_deref() {
-            None | Some("local") => PinForm::Local,
-            Some("citus") => PinForm::Citus,
-            Some(other) => return Err(format!("pool pin_form must be \"local\" or \"citus\", not {other:?}")),
-        };
-        Ok(PoolConfig {
-            mode,
-            size,
-            checkout_timeout: secs(
-                self.pool_checkout_timeout.or(file.checkout_timeout_secs),
-                30,
-                "pool checkout_timeout_secs",
-            )?,
-            idle_timeout: secs(
-                self.pool_idle_timeout.or(file.idle_timeout_secs),
-                600,
-                "pool idle_timeout_secs",
-            )?,
-            max_lifetime: secs(file.max_lifetime_secs, 3600, "pool max_lifetime_secs")?,
-            pin_form,
-        })
-    }
-
-    /// Context verification: on (the default) needs a key file; off must be
-    /// asked for and then takes no key.
-    fn context(&self, file: FileContext) -> Result<Verification, String> {
-        let mode = self
-            .context_verification
-            .clone()
-            .or(file.verification)
-            .unwrap_or_else(|| "on".into());
-        let key_file = self.context_key_file.clone().or(file.key_file);
-        let key_id = self.context_key_id.clone().or(file.key_id);
-        match mode.as_str() {
-            "on" => {
-                let path = key_file.ok_or(
-                    "no context key: give --context-key-file FILE (PGTP_CONTEXT_KEY_FILE, [context] key_file) \
-                     with the key installed by tenant.add_context_key, or turn verification off explicitly \
-                     with --context-verification off",
-                )?;
-                let secret = read_secret(&path, "context key file")?;
-                let key = ContextKey::new(key_id.as_deref().unwrap_or(DEFAULT_KEY_ID), secret.as_bytes())
-                    .map_err(|e| format!("{e} ({})", path.display()))?;
-                Ok(Verification::On(std::sync::Arc::new(key)))
+        "off" => {
+            if key_file.is_some() || key_id.is_some() {
+                return Err(
+                    "--context-verification off takes no context key: drop --context-key-file and \
+                            --context-key-id, or turn verification on"
+                        .into(),
+                );
             }
-            "off" => {
-                if key_file.is_some() || key_id.is_some() {
-                    return Err(
-                        "--context-verification off takes no context key: drop --context-key-file and \
-                                --context-key-id, or turn verification on"
-                            .into(),
-                    );
-                }
-                Ok(Verification::Off)
-            }
-            other => Err(format!("context verification {other:?} is not on or off")),
+            Ok(Verification::Off)
         }
+        other => Err(format!("context verification {other:?} is not on or off")),
     }
 }
 
@@ -951,14 +736,6 @@ fn jwks_url(url: Option<String>, refresh: Option<u64>, ca_file: Option<PathBuf>)
         ca_file,
         refresh_secs,
     }))
-}
-
-fn non_empty_or(flag: Vec<String>, file: Option<Vec<String>>) -> Vec<String> {
-    if flag.is_empty() {
-        file.unwrap_or_default()
-    } else {
-        flag
-    }
 }
 
 /// Reads a secret from a file, trimming one trailing newline. Refuses empty
@@ -1051,20 +828,28 @@ mod tests {
         assert!(!format!("{u:?}").contains("hunter2"));
     }
 
+    /// `args` with `toml` as the file (named `test.toml`), validated.
+    fn merge(args: &ServeArgs, toml: &str) -> Result<Config, String> {
+        let path = Path::new("test.toml");
+        let file = schema::parse_file(toml, path)?;
+        build(&mut Resolved::new(&args.given, file, Some(path))?)
+    }
+
+    fn base() -> ServeArgs {
+        ServeArgs::default()
+            .with("upstream.url", &["postgresql://r@h/app"])
+            .with("jwt.secret_file", &["/s"])
+            .with("context.verification", &["off"])
+    }
+
     #[test]
     fn flags_win_over_file() {
-        let args = ServeArgs {
-            listen: Some("127.0.0.1:7000".into()),
-            upstream: Some("postgresql://r@h/app".into()),
-            jwt_secret_file: Some("/s".into()),
-            context_verification: Some("off".into()),
-            ..Default::default()
-        };
-        let file: FileConfig = toml::from_str(
+        let args = base().with("listen", &["127.0.0.1:7000"]);
+        let cfg = merge(
+            &args,
             "listen = \"127.0.0.1:6000\"\n[upstream]\nurl = \"postgresql://x@y/z\"\n[jwt]\nleeway_secs = 5\n",
         )
         .unwrap();
-        let cfg = args.merge(file).unwrap();
         assert_eq!(cfg.listen.port(), 7000);
         assert_eq!(cfg.upstream.database, "app");
         assert_eq!(cfg.jwt.leeway_secs, 5);
@@ -1076,51 +861,157 @@ mod tests {
     }
 
     #[test]
+    fn each_value_names_its_source() {
+        let args = base()
+            .with("listen", &["127.0.0.1:7000"])
+            .with("upstream.url", &["postgresql://r:hunter2@h/app"]);
+        let path = Path::new("test.toml");
+        let file = schema::parse_file("[limits]\ndrain_timeout_secs = 5\nauth_timeout_secs = 3\n", path).unwrap();
+        let mut r = Resolved::new(&args.given, file, Some(path)).unwrap();
+        build(&mut r).unwrap();
+        let report = r.report();
+        for line in [
+            "listen = 127.0.0.1:7000  (flag --listen)",
+            "upstream.url = postgresql://r:***@h/app  (flag --upstream)",
+            "limits.drain_timeout_secs = 5  (file test.toml: limits.drain_timeout_secs)",
+            "pool_size = 20  (default)",
+            "clients.databases = [app]  (default)",
+            "admin_listen = (not set)  (default)",
+        ] {
+            assert!(report.iter().any(|l| l == line), "{line} not in {report:#?}");
+        }
+        assert!(!report.concat().contains("hunter2"));
+        assert_eq!(report.len(), SETTINGS.len());
+    }
+
+    #[test]
+    fn settings_only_in_the_file_before_have_flags_now() {
+        let args = base()
+            .with("jwt.algorithms", &["RS256", "ES256"])
+            .with("jwt.require_user", &["true"])
+            .with("jwt.max_ttl_secs", &["600"])
+            .with("clients.databases", &["app", "app2"])
+            .with("clients.passthrough_parameters", &["application_name", "TimeZone"])
+            .with("limits.max_message_bytes", &["2048"])
+            .with("limits.auth_timeout_secs", &["3"])
+            .with("limits.connect_timeout_secs", &["4"])
+            .with("limits.drain_timeout_secs", &["6"])
+            .with("guard.protected_settings", &["app.x"])
+            .with("guard.allow_do_blocks", &["true"])
+            .with("guard.allow_create_function", &["true"])
+            .with("guard.allow_explain", &["true"])
+            .with("guard.setting_limits", &["work_mem=8MB"])
+            .with("guard.verdict_cache_entries", &["0"])
+            .with("guard.max_statement_bytes", &["4096"])
+            .with("pool.max_lifetime_secs", &["60"]);
+        let cfg = merge(&args, "").unwrap();
+        assert_eq!(cfg.jwt.algorithms, ["RS256", "ES256"]);
+        assert!(cfg.jwt.require_user);
+        assert_eq!(cfg.jwt.max_ttl_secs, 600);
+        assert_eq!(cfg.databases, ["app", "app2"]);
+        assert_eq!(cfg.passthrough_parameters, ["application_name", "timezone"]);
+        assert_eq!(cfg.limits.max_message_bytes, 2048);
+        assert_eq!(cfg.limits.auth_timeout, Duration::from_secs(3));
+        assert_eq!(cfg.limits.connect_timeout, Duration::from_secs(4));
+        assert_eq!(cfg.limits.drain_timeout, Duration::from_secs(6));
+        assert_eq!(cfg.guard.protected_settings, ["app.x"]);
+        assert!(cfg.guard.allow_do_blocks && cfg.guard.allow_create_function && cfg.guard.allow_explain);
+        assert_eq!(
+            cfg.guard.setting_limits,
+            Some(BTreeMap::from([("work_mem".to_owned(), "8MB".to_owned())]))
+        );
+        assert_eq!(cfg.guard.verdict_cache_entries, 0);
+        assert_eq!(cfg.guard.max_statement_bytes, 4096);
+        assert_eq!(cfg.pool.max_lifetime, Duration::from_secs(60));
+    }
+
+    #[test]
+    fn defaults_match_the_file_defaults_of_before() {
+        let cfg = merge(&base(), "").unwrap();
+        let guard = GuardConfig::default();
+        assert_eq!(cfg.guard.protected_settings, guard.protected_settings);
+        assert_eq!(cfg.guard.setting_limits, None);
+        assert_eq!(cfg.guard.verdict_cache_entries, guard.verdict_cache_entries);
+        assert_eq!(cfg.guard.max_statement_bytes, guard.max_statement_bytes);
+        assert!(!cfg.guard.allow_do_blocks && !cfg.guard.allow_create_function && !cfg.guard.allow_explain);
+        assert_eq!(cfg.passthrough_parameters, DEFAULT_PASSTHROUGH_PARAMETERS);
+        assert_eq!(cfg.listen, "127.0.0.1:6432".parse().unwrap());
+        assert_eq!(cfg.limits.max_client_connections, 10_000);
+        assert_eq!(cfg.limits.max_message_bytes, 64 << 20);
+        assert_eq!(cfg.limits.auth_timeout, Duration::from_secs(10));
+        assert_eq!(cfg.limits.connect_timeout, Duration::from_secs(5));
+        assert_eq!(cfg.limits.drain_timeout, Duration::from_secs(30));
+        assert_eq!(cfg.limits.max_sessions_per_organization, 100);
+        assert_eq!(cfg.jwt.leeway_secs, 30);
+        assert_eq!(
+            (cfg.jwt.organization_claim.as_str(), cfg.jwt.user_claim.as_str()),
+            ("organization_id", "sub")
+        );
+        assert!(!cfg.jwt.require_user && cfg.jwt.algorithms.is_empty() && cfg.jwt.max_ttl_secs == 0);
+        assert_eq!((cfg.worker_threads, cfg.runtime), (0, RuntimeKind::PerThread));
+        assert_eq!((cfg.admin_listen, cfg.log_format), (None, LogFormat::Text));
+        assert_eq!((cfg.pool.mode, cfg.pool.size), (PoolMode::Session, DEFAULT_POOL_SIZE));
+        assert_eq!(cfg.pool.checkout_timeout, Duration::from_secs(30));
+        assert_eq!(cfg.pool.idle_timeout, Duration::from_secs(600));
+        assert_eq!(cfg.pool.max_lifetime, Duration::from_secs(3600));
+        assert_eq!(cfg.pool.pin_form, PinForm::Local);
+    }
+
+    #[test]
+    fn file_values_of_the_wrong_type_name_the_key() {
+        for (toml, msg) in [
+            (
+                "[limits]\ndrain_timeout_secs = \"soon\"\n",
+                "limits.drain_timeout_secs: expected a whole number",
+            ),
+            (
+                "pool_size = -1\n",
+                "pool_size: expected a whole number of at least 0, found -1",
+            ),
+            (
+                "[clients]\nallow_plaintext_from = [\"10.0.0.1\"]\n",
+                "clients.allow_plaintext_from:",
+            ),
+            (
+                "[guard.setting_limits]\nwork_mem = 5\n",
+                "guard.setting_limits: work_mem: expected a string",
+            ),
+            ("limits = 5\n", "limits must be a table"),
+            ("[limits]\nmax_conections = 5\n", "unknown key `limits.max_conections`"),
+        ] {
+            let err = merge(&base(), toml).unwrap_err();
+            assert!(err.starts_with("config file test.toml: "), "{err}");
+            assert!(err.contains(msg), "{toml}: {err}");
+        }
+    }
+
+    #[test]
     fn two_key_sources_are_refused() {
-        let args = ServeArgs {
-            upstream: Some("postgresql://r@h/app".into()),
-            jwt_secret_file: Some("/s".into()),
-            jwks_file: Some("/j".into()),
-            context_verification: Some("off".into()),
-            ..Default::default()
-        };
-        assert!(args.merge(FileConfig::default()).unwrap_err().contains("only one"));
+        let args = base().with("jwt.jwks_file", &["/j"]);
+        assert!(merge(&args, "").unwrap_err().contains("only one"));
     }
 
     fn context_args(dir: &Path, key: &str) -> ServeArgs {
         let path = dir.join("context.key");
         std::fs::write(&path, key).unwrap();
-        ServeArgs {
-            upstream: Some("postgresql://r@h/app".into()),
-            jwt_secret_file: Some("/s".into()),
-            context_key_file: Some(path),
-            ..Default::default()
-        }
+        ServeArgs::default()
+            .with("upstream.url", &["postgresql://r@h/app"])
+            .with("jwt.secret_file", &["/s"])
+            .with("context.key_file", &[path.to_str().unwrap()])
     }
 
     #[test]
     fn context_key_is_required_unless_verification_is_off() {
-        let args = ServeArgs {
-            upstream: Some("postgresql://r@h/app".into()),
-            jwt_secret_file: Some("/s".into()),
-            ..Default::default()
-        };
-        let err = args.merge(FileConfig::default()).unwrap_err();
+        let args = ServeArgs::default()
+            .with("upstream.url", &["postgresql://r@h/app"])
+            .with("jwt.secret_file", &["/s"]);
+        let err = merge(&args, "").unwrap_err();
         assert!(err.starts_with("no context key: give --context-key-file FILE"), "{err}");
-        let off = ServeArgs {
-            context_verification: Some("off".into()),
-            ..args.clone()
-        };
-        assert!(matches!(
-            off.merge(FileConfig::default()).unwrap().context,
-            Verification::Off
-        ));
-        let bad = ServeArgs {
-            context_verification: Some("maybe".into()),
-            ..args
-        };
+        let off = args.clone().with("context.verification", &["off"]);
+        assert!(matches!(merge(&off, "").unwrap().context, Verification::Off));
+        let bad = args.with("context.verification", &["maybe"]);
         assert_eq!(
-            bad.merge(FileConfig::default()).unwrap_err(),
+            merge(&bad, "").unwrap_err(),
             "context verification \"maybe\" is not on or off"
         );
     }
@@ -1130,7 +1021,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let key = "k".repeat(32);
         let with_newline = context_args(dir.path(), &format!("{key}\n"));
-        let Verification::On(k) = with_newline.merge(FileConfig::default()).unwrap().context else {
+        let Verification::On(k) = merge(&with_newline, "").unwrap().context else {
             panic!("verification off");
         };
         assert_eq!(k.id(), "1");
@@ -1138,7 +1029,7 @@ mod tests {
         assert_eq!(k.fingerprint(), expected.fingerprint());
         // Only one newline is stripped: the second is part of the key.
         let two = context_args(dir.path(), &format!("{key}\n\n"));
-        let Verification::On(k2) = two.merge(FileConfig::default()).unwrap().context else {
+        let Verification::On(k2) = merge(&two, "").unwrap().context else {
             panic!("verification off");
         };
         assert_ne!(k2.fingerprint(), expected.fingerprint());
@@ -1148,7 +1039,7 @@ mod tests {
     fn short_context_key_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let args = context_args(dir.path(), &format!("{}\n", "k".repeat(31)));
-        let err = args.merge(FileConfig::default()).unwrap_err();
+        let err = merge(&args, "").unwrap_err();
         assert!(
             err.starts_with("the context key must be at least 32 bytes (it has 31)"),
             "{err}"
@@ -1159,31 +1050,23 @@ mod tests {
     fn context_key_id_from_flag_or_file_and_off_with_a_key_refused() {
         let dir = tempfile::tempdir().unwrap();
         let args = context_args(dir.path(), &"k".repeat(40));
-        let file: FileConfig = toml::from_str("[context]\nkey_id = \"2024-06\"\n").unwrap();
-        let Verification::On(k) = args.merge(file).unwrap().context else {
+        let Verification::On(k) = merge(&args, "[context]\nkey_id = \"2024-06\"\n").unwrap().context else {
             panic!("verification off");
         };
         assert_eq!(k.id(), "2024-06");
-        let flag = ServeArgs {
-            context_key_id: Some("7".into()),
-            ..args.clone()
-        };
-        let file: FileConfig = toml::from_str("[context]\nkey_id = \"2024-06\"\n").unwrap();
-        let Verification::On(k) = flag.merge(file).unwrap().context else {
+        let flag = args.clone().with("context.key_id", &["7"]);
+        let Verification::On(k) = merge(&flag, "[context]\nkey_id = \"2024-06\"\n").unwrap().context else {
             panic!("verification off");
         };
         assert_eq!(k.id(), "7");
-        let bad_id = ServeArgs {
-            context_key_id: Some("a,b".into()),
-            ..args.clone()
-        };
-        assert!(bad_id
-            .merge(FileConfig::default())
+        let bad_id = args.clone().with("context.key_id", &["a,b"]);
+        assert!(merge(&bad_id, "").unwrap_err().starts_with("context key id \"a,b\""));
+        assert!(merge(&args, "[context]\nverification = \"off\"\n")
             .unwrap_err()
-            .starts_with("context key id \"a,b\""));
-        let file: FileConfig = toml::from_str("[context]\nverification = \"off\"\n").unwrap();
-        assert!(args
-            .merge(file)
+            .starts_with("--context-verification off takes no context key"));
+        // An id alone, even the default one, is refused with verification off.
+        let off_with_id = base().with("context.key_id", &["1"]);
+        assert!(merge(&off_with_id, "")
             .unwrap_err()
             .starts_with("--context-verification off takes no context key"));
     }
@@ -1191,16 +1074,16 @@ mod tests {
     #[test]
     fn jwks_url_is_a_fourth_key_source_https_only() {
         // The context key is not what this test is about.
-        let base = || ServeArgs {
-            upstream: Some("postgresql://r@h/app".into()),
-            context_verification: Some("off".into()),
-            ..Default::default()
+        let base = || {
+            ServeArgs::default()
+                .with("upstream.url", &["postgresql://r@h/app"])
+                .with("context.verification", &["off"])
         };
-        let file: FileConfig = toml::from_str(
+        let cfg = merge(
+            &base(),
             "[jwt]\njwks_url = \"https://idp.example/.well-known/jwks.json\"\njwks_refresh_secs = 60\njwks_ca_file = \"/ca.pem\"\n",
         )
         .unwrap();
-        let cfg = base().merge(file).unwrap();
         assert_eq!(
             cfg.jwt.key,
             KeySource::JwksUrl(JwksUrl {
@@ -1209,16 +1092,8 @@ mod tests {
                 refresh_secs: 60,
             })
         );
-        let with = |url: &str| ServeArgs {
-            jwks_url: Some(url.into()),
-            ..base()
-        };
-        let KeySource::JwksUrl(u) = with("https://idp.example/jwks")
-            .merge(FileConfig::default())
-            .unwrap()
-            .jwt
-            .key
-        else {
+        let with = |url: &str| base().with("jwt.jwks_url", &[url]);
+        let KeySource::JwksUrl(u) = merge(&with("https://idp.example/jwks"), "").unwrap().jwt.key else {
             panic!("not a URL source");
         };
         assert_eq!(u.refresh_secs, DEFAULT_JWKS_REFRESH_SECS);
@@ -1227,35 +1102,30 @@ mod tests {
             ("https://user:pw@idp.example/jwks", "no user or password"),
             ("not a url", "is not a valid URL"),
         ] {
-            let err = with(url).merge(FileConfig::default()).unwrap_err();
+            let err = merge(&with(url), "").unwrap_err();
             assert!(err.contains(msg), "{url}: {err}");
         }
-        let err = ServeArgs {
-            jwks_refresh_secs: Some(0),
-            ..with("https://idp.example/jwks")
-        }
-        .merge(FileConfig::default())
+        let err = merge(
+            &with("https://idp.example/jwks").with("jwt.jwks_refresh_secs", &["0"]),
+            "",
+        )
         .unwrap_err();
         assert_eq!(err, "jwks_refresh_secs must be between 1 and 86400");
-        let err = ServeArgs {
-            jwt_secret_file: Some("/s".into()),
-            jwks_ca_file: Some("/ca.pem".into()),
-            ..base()
-        }
-        .merge(FileConfig::default())
+        let err = merge(
+            &base()
+                .with("jwt.secret_file", &["/s"])
+                .with("jwt.jwks_ca_file", &["/ca.pem"]),
+            "",
+        )
         .unwrap_err();
         assert_eq!(err, "jwks_refresh_secs and jwks_ca_file need jwks_url");
-        let err = ServeArgs {
-            jwt_secret_file: Some("/s".into()),
-            ..with("https://idp.example/jwks")
-        }
-        .merge(FileConfig::default())
-        .unwrap_err();
+        let err = merge(&with("https://idp.example/jwks").with("jwt.secret_file", &["/s"]), "").unwrap_err();
         assert!(err.contains("only one"), "{err}");
     }
 
     #[test]
     fn unknown_file_keys_are_refused() {
-        assert!(toml::from_str::<FileConfig>("lisen = \"x\"").is_err());
+        let err = schema::parse_file("lisen = \"x\"", Path::new("p.toml")).err().unwrap();
+        assert_eq!(err, "config file p.toml: unknown key `lisen`");
     }
 }

@@ -7,7 +7,7 @@ mod healthcheck_cmd;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use pg_tenant_proxy::config::{RuntimeKind, ServeArgs};
+use pg_tenant_proxy::config::{Resolved, RuntimeKind, ServeArgs};
 use pg_tenant_proxy::context::{ProofArgs, Verification};
 use pg_tenant_proxy::server::{PerThread, Sessions, SharedCell};
 use pg_tenant_proxy::token::TokenArgs;
@@ -29,10 +29,11 @@ struct Cli {
 enum Command {
     /// Run the proxy.
     ///
-    /// Every flag can also be set in the environment (PGTP_*) or in the TOML
-    /// file given by --config; flags and environment win over the file. The
-    /// upstream password may come from the URL, --upstream-password-file, or
-    /// PGTP_UPSTREAM_PASSWORD.
+    /// Every setting has a flag, an environment variable (PGTP_*) and a key in
+    /// the TOML file given by --config: a flag wins over the environment, the
+    /// environment over the file, the file over the default. The upstream
+    /// password may come from the URL, --upstream-password-file, or
+    /// PGTP_UPSTREAM_PASSWORD (environment only).
     Serve(ServeArgs),
     /// Print a signed token for a tenant (for demos, psql and tests).
     ///
@@ -46,8 +47,10 @@ enum Command {
     ContextProof(ProofArgs),
     /// Validate a configuration (files, keys, certificates, guard) and exit.
     ///
-    /// Exits 0 and prints a summary when the configuration is usable, and
-    /// non-zero with the reason when it is not.
+    /// Exits 0 when the configuration is usable and prints a summary, then
+    /// every setting as KEY = VALUE  (SOURCE), the source being the flag, the
+    /// environment variable, the file and key, or the default; secrets are
+    /// masked. Exits non-zero with the reason when it is not usable.
     CheckConfig(ServeArgs),
     /// Run the database posture check (tenant.audit() from sql/) and report.
     ///
@@ -59,11 +62,12 @@ enum Command {
     Healthcheck(healthcheck_cmd::HealthcheckArgs),
 }
 
-fn load(mut args: ServeArgs) -> Result<pg_tenant_proxy::config::Config, String> {
-    args.upstream_password_env = std::env::var("PGTP_UPSTREAM_PASSWORD").ok();
-    let cfg = args.load()?;
+/// The validated configuration (key files, certificates and guard settings
+/// loaded once to check them) and where each value came from.
+fn load(args: &ServeArgs) -> Result<(pg_tenant_proxy::config::Config, Resolved), String> {
+    let (cfg, resolved) = args.effective()?;
     pg_tenant_proxy::server::prepare(&cfg)?;
-    Ok(cfg)
+    Ok((cfg, resolved))
 }
 
 fn main() -> ExitCode {
@@ -91,8 +95,8 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
-        Command::CheckConfig(args) => match load(args) {
-            Ok(cfg) => {
+        Command::CheckConfig(args) => match load(&args) {
+            Ok((cfg, resolved)) => {
                 println!(
                     "configuration is valid: listen {} -> upstream {:?} database {:?} as role {:?} (sslmode {:?}); client TLS {}; {}",
                     cfg.listen,
@@ -103,6 +107,9 @@ fn main() -> ExitCode {
                     if cfg.tls.is_some() { "on" } else { "off" },
                     context_summary(&cfg.context)
                 );
+                for line in resolved.report() {
+                    println!("{line}");
+                }
                 ExitCode::SUCCESS
             }
             Err(e) => {
@@ -111,9 +118,8 @@ fn main() -> ExitCode {
             }
         },
         Command::Serve(args) => {
-            let reload_args = args.clone();
-            let cfg = match load(args) {
-                Ok(c) => c,
+            let cfg = match load(&args) {
+                Ok((c, _)) => c,
                 Err(e) => {
                     eprintln!("pg-tenant-proxy: invalid configuration: {e}");
                     return ExitCode::from(2);
@@ -138,7 +144,7 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            match rt.block_on(serve(cfg, reload_args)) {
+            match rt.block_on(serve(cfg, args)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("pg-tenant-proxy: {e}");
@@ -230,13 +236,9 @@ async fn reload_on_sighup(
         return;
     };
     while hup.recv().await.is_some() {
-        let file = args
-            .config
-            .as_ref()
-            .map(|p| p.display().to_string())
-            .unwrap_or_default();
-        let cfg = match load(args.clone()) {
-            Ok(c) => c,
+        let file = args.config_file().map(|p| p.display().to_string()).unwrap_or_default();
+        let cfg = match load(&args) {
+            Ok((c, _)) => c,
             Err(e) => {
                 tracing::error!(config_file = %file, error = %e, "configuration reload refused; the running configuration stays");
                 continue;

@@ -82,11 +82,14 @@ impl Default for GuardConfig {
             allow_create_function: false,
             allow_explain: false,
             setting_limits: None,
-            verdict_cache_entries: 4096,
+            verdict_cache_entries: DEFAULT_VERDICT_CACHE_ENTRIES,
             max_statement_bytes: DEFAULT_MAX_STATEMENT_BYTES,
         }
     }
 }
+
+/// Default of [`GuardConfig::verdict_cache_entries`].
+pub const DEFAULT_VERDICT_CACHE_ENTRIES: usize = 4096;
 
 /// Default of [`GuardConfig::max_statement_bytes`]: 1 MiB.
 pub const DEFAULT_MAX_STATEMENT_BYTES: usize = 1 << 20;
