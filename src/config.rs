@@ -628,6 +628,19 @@ fn build(r: &mut Resolved) -> Result<Config, String> {
     crate::guard::Guard::new(&guard).map_err(|e| format!("[guard]: {e}"))?;
     let context = context(r)?;
     let pool = pool(r)?;
+    let mut runtime = RuntimeKind::parse(&r.str("runtime")?)?;
+    if pool.mode == PoolMode::Transaction {
+        // A client's transactions run on whichever backend is free, so
+        // backends and sessions live on one shared runtime.
+        runtime = RuntimeKind::Shared;
+        if let Some(p) = passthrough_parameters.iter().find(|p| !crate::tracked::is_tracked(p)) {
+            return Err(format!(
+                "startup parameter {p:?} cannot be passed through in transaction pool mode: only these \
+                 settings are carried from transaction to transaction: {}",
+                crate::tracked::TRACKED_SETTINGS.join(", ")
+            ));
+        }
+    }
     Ok(Config {
         listen,
         upstream,
@@ -639,7 +652,7 @@ fn build(r: &mut Resolved) -> Result<Config, String> {
         limits,
         guard,
         worker_threads: r.usize("worker_threads")?,
-        runtime: RuntimeKind::parse(&r.str("runtime")?)?,
+        runtime,
         admin_listen: r
             .given_str("admin_listen")?
             .map(|a| {

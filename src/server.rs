@@ -56,6 +56,11 @@ pub fn reload(cfg: &Config, old: &Shared) -> Result<Arc<Shared>, String> {
     fresh.close_now = old.close_now.clone();
     old.org_sessions.set_limit(cfg.limits.max_sessions_per_organization);
     fresh.org_sessions = old.org_sessions.clone();
+    // The pool and its backends stay; its settings need a restart.
+    if fresh.pool.is_some() != old.pool.is_some() {
+        return Err("pool_mode cannot change without a restart".into());
+    }
+    fresh.pool = old.pool.clone();
     Ok(Arc::new(fresh))
 }
 
@@ -69,7 +74,9 @@ pub fn prepare(cfg: &Config) -> Result<(Arc<Shared>, watch::Sender<bool>), Strin
         cfg.context.clone(),
         cfg.jwt.leeway_secs,
     )?;
-    let guard = Arc::new(Guard::new(&cfg.guard).map_err(|e| format!("[guard]: {e}"))?);
+    let pooled = cfg.pool.mode == crate::config::PoolMode::Transaction;
+    let guard = Arc::new(Guard::for_mode(&cfg.guard, pooled).map_err(|e| format!("[guard]: {e}"))?);
+    let pool = pooled.then(|| crate::pool::Pool::new(connector.clone(), cfg.pool.clone()));
     let tls = cfg.tls.as_ref().map(crate::tls::server_config).transpose()?;
     let (close_tx, close_rx) = watch::channel(false);
     let shared = Shared {
@@ -90,6 +97,7 @@ pub fn prepare(cfg: &Config) -> Result<(Arc<Shared>, watch::Sender<bool>), Strin
         leeway: Duration::from_secs(cfg.jwt.leeway_secs),
         close_now: close_rx,
         org_sessions: crate::quota::OrgSessions::new(cfg.limits.max_sessions_per_organization),
+        pool,
     };
     Ok((Arc::new(shared), close_tx))
 }

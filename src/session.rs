@@ -49,6 +49,8 @@ pub struct Shared {
     pub close_now: watch::Receiver<bool>,
     /// Open sessions per organization.
     pub org_sessions: Arc<OrgSessions>,
+    /// The backend pool, in transaction pool mode.
+    pub pool: Option<Arc<crate::pool::Pool>>,
 }
 
 /// Runs one client connection to its end.
@@ -119,6 +121,11 @@ pub async fn run(tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
         }
     };
 
+    if let Some(pool) = shared.pool.clone() {
+        pooled(stream, identity, params, user, database, shared, pool).await;
+        return;
+    }
+
     let connect_start = std::time::Instant::now();
     let upstream = match shared.connector.connect(&identity, &params).await {
         Ok(u) => {
@@ -137,43 +144,16 @@ pub async fn run(tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
     };
     let registration = upstream.key.map(|k| shared.cancel.register(k));
     let (pid, secret) = registration.as_ref().map(|r| r.key()).unwrap_or((0, 0));
-
-    let mut hello = BytesMut::with_capacity(512);
-    backend::auth_ok(&mut hello);
-    for (k, v) in &upstream.params {
-        backend::parameter_status(&mut hello, k, v);
-    }
-    backend::backend_key_data(&mut hello, pid, secret);
-    backend::ready_for_query_idle(&mut hello);
-    if stream.write_all(&hello).await.is_err() || stream.flush().await.is_err() {
+    if !greet(&mut stream, &upstream.params, (pid, secret)).await {
         return;
     }
-    let application_name = params
-        .iter()
-        .find(|(k, _)| k == "application_name")
-        .map(|(_, v)| v.as_str())
-        .unwrap_or("");
-    info!(client_user = ?user, database = ?database, application_name = ?application_name, "session started");
-    metrics::get().sessions_started.inc();
+    started(&user, &database, &params);
     let _open = OpenSession::new();
-
-    // The verifier caps the lifetime; the arithmetic saturates anyway, so no
-    // `exp` can make it overflow.
-    let now_unix = crate::auth::jwt::unix_now();
-    let lifetime = identity
-        .expires_at
-        .saturating_sub(now_unix)
-        .min(crate::auth::jwt::MAX_TOKEN_LIFETIME_SECS);
-    let remaining = Duration::from_secs(lifetime).saturating_add(shared.leeway);
-    let start = tokio::time::Instant::now();
-    let expires_at = start
-        .checked_add(remaining)
-        .or_else(|| start.checked_add(Duration::from_secs(crate::auth::jwt::MAX_TOKEN_LIFETIME_SECS)));
     let mut ctx = RelayCtx {
         guard: shared.guard.clone(),
         scope: TenantScope::new(identity.organization_id),
         max_message: shared.max_message,
-        expires_at,
+        expires_at: expires_at(&identity, shared.leeway),
         close_now: shared.close_now.clone(),
     };
     let (mut cr, mut cw) = tokio::io::split(stream);
@@ -183,6 +163,121 @@ pub async fn run(tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
     // not run it to the end (a clean Terminate or a closed upstream leaves
     // nothing running).
     let abandoned = matches!(end, End::ClientVanished | End::Fatal(_) | End::Io(_));
+    if abandoned {
+        if let Some((upid, usecret)) = upstream.key {
+            if let Err(e) = shared.connector.cancel(upid, usecret).await {
+                debug!(error = %e, "could not cancel the work of an ended session");
+            }
+        }
+    }
+    close(end, &mut cw).await;
+    let _ = tokio::time::timeout(CLOSE_WRITE_TIMEOUT, async {
+        uw.write_all(&[b'X', 0, 0, 0, 4]).await?;
+        uw.shutdown().await
+    })
+    .await;
+    info!("session ended");
+    drop(registration);
+}
+
+/// Transaction pool mode: the client's startup settings are applied and
+/// read back on a pooled backend (their values as the server spells them
+/// become the client's own), the greeting is sent, then the pooled relay
+/// runs.
+async fn pooled(
+    mut stream: crate::stream::Stream,
+    identity: crate::auth::Identity,
+    params: Vec<(String, String)>,
+    user: String,
+    database: String,
+    shared: Arc<Shared>,
+    pool: Arc<crate::pool::Pool>,
+) {
+    let (baseline, reported) = match crate::pool::startup_settings(&pool, &params).await {
+        Ok(v) => v,
+        Err(e) => {
+            metrics::login_refused(LoginRefusal::Upstream);
+            info!(code = e.code.code(), reason = %e.message, "pooled session could not start");
+            let _ = handshake::refuse(&mut stream, e).await;
+            return;
+        }
+    };
+    let target = Arc::new(crate::cancel::PooledTarget::default());
+    let registration = shared.cancel.register_pooled(target.clone());
+    if !greet(&mut stream, &reported, registration.key()).await {
+        return;
+    }
+    started(&user, &database, &params);
+    let _open = OpenSession::new();
+    let ctx = crate::pool::relay::PooledCtx {
+        guard: shared.guard.clone(),
+        scope: TenantScope::new(identity.organization_id),
+        expires_at: expires_at(&identity, shared.leeway),
+        identity,
+        max_message: shared.max_message,
+        close_now: shared.close_now.clone(),
+        cancel: target,
+        session_id: next_session_id(),
+        baseline,
+    };
+    let (mut cr, mut cw) = tokio::io::split(stream);
+    let end = crate::pool::relay::run(&mut cr, &mut cw, &pool, ctx).await;
+    close(end, &mut cw).await;
+    info!("session ended");
+    drop(registration);
+}
+
+/// A process-wide session number (owner of unnamed statements on pooled
+/// backends).
+fn next_session_id() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Sends AuthenticationOk, the ParameterStatus values, BackendKeyData and
+/// ReadyForQuery. False if the client is gone.
+async fn greet(stream: &mut crate::stream::Stream, params: &[(String, String)], key: (i32, i32)) -> bool {
+    let mut hello = BytesMut::with_capacity(512);
+    backend::auth_ok(&mut hello);
+    for (k, v) in params {
+        backend::parameter_status(&mut hello, k, v);
+    }
+    backend::backend_key_data(&mut hello, key.0, key.1);
+    backend::ready_for_query_idle(&mut hello);
+    stream.write_all(&hello).await.is_ok() && stream.flush().await.is_ok()
+}
+
+/// Logs and counts a started session.
+fn started(user: &str, database: &str, params: &[(String, String)]) {
+    let application_name = params
+        .iter()
+        .find(|(k, _)| k == "application_name")
+        .map(|(_, v)| v.as_str())
+        .unwrap_or("");
+    info!(client_user = ?user, database = ?database, application_name = ?application_name, "session started");
+    metrics::get().sessions_started.inc();
+}
+
+/// When the session must end: the token's expiry plus leeway.
+fn expires_at(identity: &crate::auth::Identity, leeway: Duration) -> Option<tokio::time::Instant> {
+    // The verifier caps the lifetime; the arithmetic saturates anyway, so no
+    // `exp` can make it overflow.
+    let now_unix = crate::auth::jwt::unix_now();
+    let lifetime = identity
+        .expires_at
+        .saturating_sub(now_unix)
+        .min(crate::auth::jwt::MAX_TOKEN_LIFETIME_SECS);
+    let remaining = Duration::from_secs(lifetime).saturating_add(leeway);
+    let start = tokio::time::Instant::now();
+    start
+        .checked_add(remaining)
+        .or_else(|| start.checked_add(Duration::from_secs(crate::auth::jwt::MAX_TOKEN_LIFETIME_SECS)))
+}
+
+/// Counts how the session ended and closes the client side: its FATAL
+/// error if any, then the close (every write bounded: the client may not
+/// be reading).
+async fn close<W: tokio::io::AsyncWrite + Unpin>(end: End, cw: &mut W) {
     let reason = end_reason(&end);
     metrics::session_ended(reason);
     if reason == EndReason::TokenExpired {
@@ -201,14 +296,6 @@ pub async fn run(tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
             None
         }
     };
-    if abandoned {
-        if let Some((upid, usecret)) = upstream.key {
-            if let Err(e) = shared.connector.cancel(upid, usecret).await {
-                debug!(error = %e, "could not cancel the work of an ended session");
-            }
-        }
-    }
-    // The client may not be reading: every write to it is bounded.
     if let Some(e) = fatal {
         info!(code = e.code.code(), reason = %e.message, "session closed by the proxy");
         let mut out = BytesMut::new();
@@ -220,13 +307,6 @@ pub async fn run(tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
         .await;
     }
     let _ = tokio::time::timeout(CLOSE_WRITE_TIMEOUT, cw.shutdown()).await;
-    let _ = tokio::time::timeout(CLOSE_WRITE_TIMEOUT, async {
-        uw.write_all(&[b'X', 0, 0, 0, 4]).await?;
-        uw.shutdown().await
-    })
-    .await;
-    info!("session ended");
-    drop(registration);
 }
 
 /// Longest wait for the last writes of a session (its FATAL error, TLS

@@ -100,6 +100,8 @@ pub struct Backend {
     pub login_params: Vec<(String, String)>,
     /// Current values of [`TRACKED_SETTINGS`], in order.
     pub tracked: Vec<String>,
+    /// Their values right after login (the login role's defaults).
+    pub login_tracked: Vec<String>,
     /// Proxy-wide statements prepared here.
     pub prepared: Prepared,
     /// (client session, Parse number) whose unnamed statement this
@@ -131,6 +133,7 @@ impl Backend {
             binding,
             login_params: up.params,
             tracked: Vec::new(),
+            login_tracked: Vec::new(),
             prepared: Prepared::default(),
             unnamed_owner: None,
             status: b'I',

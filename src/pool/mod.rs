@@ -124,7 +124,7 @@ impl Drop for Lease {
 
 impl Pool {
     /// A pool that opens backends with `connector`, within `cfg`'s limits.
-    /// Starts the idle reaper on the current runtime.
+    /// Starts the idle reaper on the current runtime, if there is one.
     pub fn new(connector: Connector, cfg: PoolConfig) -> Arc<Pool> {
         let pool = Arc::new(Pool {
             permits: Arc::new(Semaphore::new(cfg.size)),
@@ -136,7 +136,11 @@ impl Pool {
             statements: statements::Registry::default(),
         });
         let weak = Arc::downgrade(&pool);
-        tokio::spawn(async move {
+        // Outside a runtime (configuration checks) there is nothing to reap.
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return pool;
+        };
+        runtime.spawn(async move {
             let mut tick = tokio::time::interval(REAP_EVERY);
             loop {
                 tick.tick().await;
@@ -243,4 +247,88 @@ impl Pool {
     pub fn idle_count(&self) -> usize {
         self.idle.lock().map(|i| i.len()).unwrap_or(0)
     }
+}
+
+/// A new client's tracked settings: the login role's values overridden by
+/// the client's startup parameters (`params`, already validated by the
+/// handshake), applied on a pooled backend and read back, so the server
+/// checks them and spells them. Returns the values (the client's baseline)
+/// and the ParameterStatus list for its greeting. A value the server
+/// refuses refuses the login with the server's message (22023).
+pub async fn startup_settings(
+    pool: &Arc<Pool>,
+    params: &[(String, String)],
+) -> Result<(Vec<String>, Vec<(String, String)>), ClientError> {
+    use crate::tracked::{readback_sql, replay_sql, TRACKED_SETTINGS};
+    let mut lease = pool.checkout().await.map_err(|e| {
+        let mut ce = e.to_client();
+        ce.severity = Severity::Fatal;
+        ce
+    })?;
+    let b = lease.backend();
+    let mut changes: Vec<(usize, &str)> = Vec::new();
+    for (i, name) in TRACKED_SETTINGS.iter().enumerate() {
+        let given = params
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str());
+        match given {
+            Some(v) => changes.push((i, v)),
+            None => {
+                if let Some(v) = b.login_tracked.get(i).filter(|v| b.tracked.get(i) != Some(*v)) {
+                    changes.push((i, v.as_str()));
+                }
+            }
+        }
+    }
+    let mut sql = String::new();
+    if let Some(replay) = replay_sql(&changes) {
+        sql.push_str(&replay);
+        sql.push_str("; ");
+    }
+    sql.push_str(&readback_sql());
+    let mut out = bytes::BytesMut::new();
+    crate::protocol::frame::write_message(&mut out, b'Q', |m| {
+        bytes::BufMut::put_slice(m, sql.as_bytes());
+        bytes::BufMut::put_u8(m, 0);
+    });
+    let replies = match tokio::time::timeout(backend::OWN_EXCHANGE_TIMEOUT, b.exchange(&out, 1)).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => {
+            let mut ce = e.to_client();
+            ce.severity = Severity::Fatal;
+            return Err(ce);
+        }
+        Err(_) => {
+            return Err(
+                ClientError::fatal(SqlState::UnableToConnect, "could not connect to the database server")
+                    .with_detail("the database server did not answer in time"),
+            )
+        }
+    };
+    if let Some((_, body)) = replies.iter().find(|(t, _)| *t == b'E') {
+        // The settings are now unknown: the backend is closed, not returned.
+        b.tracked.clear();
+        drop(lease);
+        let message = backend::error_field(body, b'M').unwrap_or_else(|| "invalid startup parameter".into());
+        return Err(ClientError::fatal(SqlState::InvalidParameterValue, message));
+    }
+    let Some(values) = backend::tracked_values(&replies) else {
+        drop(lease);
+        return Err(ClientError::fatal(
+            SqlState::ConnectionFailure,
+            "the database server sent an unexpected reply",
+        ));
+    };
+    b.tracked = values.clone();
+    let mut reported = pool.server_params();
+    for (name, value) in reported.iter_mut() {
+        if let Some(i) = TRACKED_SETTINGS.iter().position(|t| t.eq_ignore_ascii_case(name)) {
+            if let Some(v) = values.get(i) {
+                value.clone_from(v);
+            }
+        }
+    }
+    lease.release();
+    Ok((values, reported))
 }
