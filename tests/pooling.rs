@@ -89,3 +89,283 @@ async fn between_transactions_a_backend_carries_no_tenant() {
     // The next transaction is pinned again.
     assert_eq!(agents_simple(&a).await, ["a-agent-1", "a-agent-2"]);
 }
+
+async fn value(c: &tokio_postgres::Client, sql: &str) -> String {
+    first_value(&c.simple_query(sql).await.unwrap()).unwrap()
+}
+
+#[tokio::test]
+async fn explicit_transactions_hold_the_backend_and_other_tenants_wait() {
+    let p = pooled("1").await;
+    let a = p.connect(ORG_A, USER_A).await;
+    let b = p.connect(ORG_B, USER_B).await;
+    a.batch_execute("BEGIN").await.unwrap();
+    assert_eq!(agents(&a).await, ["a-agent-1", "a-agent-2"]);
+    let waiting = tokio::spawn(async move { (agents(&b).await, b) });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !waiting.is_finished(),
+        "the other tenant ran inside this transaction's backend"
+    );
+    assert_eq!(agents_simple(&a).await, ["a-agent-1", "a-agent-2"]);
+    a.batch_execute("COMMIT").await.unwrap();
+    let (rows, b) = waiting.await.unwrap();
+    assert_eq!(rows, ["b-agent-1"]);
+    assert_eq!(agents(&b).await, ["b-agent-1"]);
+}
+
+#[tokio::test]
+async fn errors_inside_a_transaction_and_rollback_behave_as_in_postgresql() {
+    let p = pooled("1").await;
+    let a = p.connect(ORG_A, USER_A).await;
+    let b = p.connect(ORG_B, USER_B).await;
+    a.batch_execute("BEGIN").await.unwrap();
+    let err = a.query("SELECT 1/0", &[]).await.unwrap_err();
+    assert_eq!(sqlstate(&err), "22012");
+    let err = a.query("SELECT 1", &[]).await.unwrap_err();
+    assert_eq!(sqlstate(&err), "25P02");
+    let err = a.simple_query("SELECT 1").await.unwrap_err();
+    assert_eq!(sqlstate(&err), "25P02");
+    a.batch_execute("ROLLBACK").await.unwrap();
+    assert_eq!(agents(&a).await, ["a-agent-1", "a-agent-2"]);
+    assert_eq!(agents(&b).await, ["b-agent-1"]);
+    // Extended-protocol ROLLBACK after an error, too.
+    a.batch_execute("BEGIN").await.unwrap();
+    assert_eq!(sqlstate(&a.query("SELECT 1/0", &[]).await.unwrap_err()), "22012");
+    a.execute("ROLLBACK", &[]).await.unwrap();
+    assert_eq!(agents(&a).await, ["a-agent-1", "a-agent-2"]);
+}
+
+#[tokio::test]
+async fn named_prepared_statements_of_two_tenants_never_collide_and_each_sees_its_rows() {
+    let p = pooled("1").await;
+    let a = p.connect(ORG_A, USER_A).await;
+    let b = p.connect(ORG_B, USER_B).await;
+    // tokio-postgres names statements s0, s1, ... in every connection.
+    let sql = "SELECT agent_id FROM agent_instances WHERE agent_id LIKE $1 ORDER BY agent_id";
+    let sa = a.prepare(sql).await.unwrap();
+    let sb = b
+        .prepare("SELECT count(*) FROM agent_instances WHERE agent_id LIKE $1")
+        .await
+        .unwrap();
+    let sb2 = b.prepare(sql).await.unwrap();
+    for _ in 0..3 {
+        let ra: Vec<String> = a
+            .query(&sa, &[&"%-agent-%"])
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        assert_eq!(ra, ["a-agent-1", "a-agent-2"]);
+        let nb: i64 = b.query_one(&sb, &[&"%-agent-%"]).await.unwrap().get(0);
+        assert_eq!(nb, 1);
+        let rb: Vec<String> = b
+            .query(&sb2, &[&"%-agent-%"])
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        assert_eq!(rb, ["b-agent-1"]);
+    }
+    // Closing a statement forgets it for that client only.
+    drop(sa);
+    let rb: Vec<String> = b
+        .query(&sb2, &[&"%-agent-%"])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(rb, ["b-agent-1"]);
+}
+
+#[tokio::test]
+async fn statements_prepared_on_one_backend_are_prepared_again_on_another() {
+    let p = pooled("2").await;
+    let a = p.connect(ORG_A, USER_A).await;
+    let b = p.connect(ORG_B, USER_B).await;
+    let s = a
+        .prepare("SELECT count(*) FROM agent_instances WHERE agent_id LIKE 'a-agent-%'")
+        .await
+        .unwrap();
+    // Keep one backend busy with B's open transaction so A moves between both.
+    for round in 0..4 {
+        if round % 2 == 0 {
+            b.batch_execute("BEGIN").await.unwrap();
+            assert_eq!(agents(&b).await, ["b-agent-1"]);
+        }
+        let n: i64 = a.query_one(&s, &[]).await.unwrap().get(0);
+        assert_eq!(n, 2, "round {round}");
+        if round % 2 == 0 {
+            b.batch_execute("COMMIT").await.unwrap();
+        }
+    }
+}
+
+#[tokio::test]
+async fn session_state_that_would_outlive_the_transaction_is_refused_with_0a000() {
+    let p = pooled("1").await;
+    let a = p.connect(ORG_A, USER_A).await;
+    for sql in [
+        "LISTEN jobs",
+        "CREATE TEMP TABLE t (a int)",
+        "SET work_mem = '8MB'",
+        "PREPARE p AS SELECT 1",
+        "DECLARE c CURSOR WITH HOLD FOR SELECT 1",
+        "VACUUM agent_instances",
+    ] {
+        let err = a.simple_query(sql).await.unwrap_err();
+        assert_eq!(sqlstate(&err), "0A000", "{sql}");
+        assert!(
+            db_message(&err).contains("transaction pool mode"),
+            "{sql}: {}",
+            db_message(&err)
+        );
+        let err = a.execute(sql, &[]).await.unwrap_err();
+        assert_eq!(sqlstate(&err), "0A000", "{sql} (extended)");
+    }
+    // Transaction-scoped forms work.
+    a.batch_execute("BEGIN; SET LOCAL work_mem = '8MB'; DECLARE c CURSOR FOR SELECT 1; FETCH c; COMMIT")
+        .await
+        .unwrap();
+    assert_eq!(agents(&a).await, ["a-agent-1", "a-agent-2"]);
+}
+
+#[tokio::test]
+async fn tracked_settings_follow_the_client_from_backend_to_backend() {
+    let p = pooled("1").await;
+    let a = p.connect(ORG_A, USER_A).await;
+    let b = p.connect(ORG_B, USER_B).await;
+    a.batch_execute("SET application_name = 'tenant-a-app'").await.unwrap();
+    a.batch_execute("SET statement_timeout = '1234ms'").await.unwrap();
+    b.batch_execute("SET search_path = public").await.unwrap();
+    for _ in 0..2 {
+        assert_eq!(value(&a, "SHOW application_name").await, "tenant-a-app");
+        assert_eq!(value(&a, "SHOW statement_timeout").await, "1234ms");
+        assert_eq!(value(&b, "SHOW statement_timeout").await, "0");
+        assert_eq!(value(&b, "SHOW search_path").await, "public");
+        assert_ne!(value(&b, "SHOW application_name").await, "tenant-a-app");
+    }
+    // A SET rolled back is rolled back for the client too.
+    a.batch_execute("BEGIN; SET statement_timeout = '5s'; ROLLBACK")
+        .await
+        .unwrap();
+    assert_eq!(value(&b, "SHOW statement_timeout").await, "0");
+    assert_eq!(value(&a, "SHOW statement_timeout").await, "1234ms");
+    // RESET ALL and DISCARD ALL return to the client's startup values.
+    a.batch_execute("RESET ALL").await.unwrap();
+    assert_eq!(value(&b, "SHOW search_path").await, "public");
+    assert_eq!(value(&a, "SHOW statement_timeout").await, "0");
+    b.batch_execute("DISCARD ALL").await.unwrap();
+    assert_ne!(value(&b, "SHOW search_path").await, "public");
+    assert_eq!(agents(&b).await, ["b-agent-1"]);
+}
+
+#[tokio::test]
+async fn startup_parameters_are_the_clients_own_values() {
+    let p = pooled("1").await;
+    let t = p.token(ORG_A, Some(USER_A), 600);
+    let mut cfg = p.config(&t);
+    cfg.application_name("startup-app").options("-c statement_timeout=4321");
+    let (a, conn) = cfg.connect(tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(conn);
+    let b = p.connect(ORG_B, USER_B).await;
+    assert_eq!(value(&a, "SHOW application_name").await, "startup-app");
+    assert_eq!(value(&b, "SHOW statement_timeout").await, "0");
+    assert_eq!(value(&a, "SHOW statement_timeout").await, "4321ms");
+    a.batch_execute("DISCARD ALL").await.unwrap();
+    assert_eq!(value(&a, "SHOW application_name").await, "startup-app");
+}
+
+#[tokio::test]
+async fn the_pin_moves_with_the_proof_and_postgresql_verifies_it() {
+    let p = pooled("1").await;
+    let a = p.connect(ORG_A, USER_A).await;
+    let b = p.connect(ORG_B, USER_B).await;
+    for _ in 0..2 {
+        assert_eq!(value(&a, "SELECT tenant.current_organization_id()::text").await, ORG_A);
+        assert_eq!(value(&b, "SELECT tenant.current_organization_id()::text").await, ORG_B);
+        assert_eq!(value(&a, "SELECT tenant.context_status()").await, "verified");
+        let row = b.query_one("SELECT tenant.current_user_id()::text", &[]).await.unwrap();
+        assert_eq!(row.get::<_, String>(0), USER_B);
+    }
+}
+
+#[tokio::test]
+async fn a_cancel_reaches_only_the_senders_transaction() {
+    let p = pooled("1").await;
+    let a = p.connect(ORG_A, USER_A).await;
+    let b = p.connect(ORG_B, USER_B).await;
+    let token = a.cancel_token();
+    let slow = tokio::spawn(async move {
+        let r = a.simple_query("SELECT pg_sleep(5)").await;
+        (r, a)
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    token.cancel_query(tokio_postgres::NoTls).await.unwrap();
+    let (r, a) = slow.await.unwrap();
+    assert_eq!(sqlstate(&r.unwrap_err()), "57014");
+    // A late cancel (A holds nothing now) does not touch B's work.
+    token.cancel_query(tokio_postgres::NoTls).await.unwrap();
+    assert_eq!(
+        value(
+            &b,
+            "SELECT count(*) FROM pg_sleep(0.3), agent_instances WHERE agent_id LIKE 'b-agent-%'"
+        )
+        .await,
+        "1"
+    );
+    assert_eq!(agents(&a).await, ["a-agent-1", "a-agent-2"]);
+}
+
+#[tokio::test]
+async fn a_client_that_disconnects_mid_transaction_leaves_nothing_behind() {
+    let p = pooled("1").await;
+    let a = p.connect(ORG_A, USER_A).await;
+    a.batch_execute("BEGIN; SET LOCAL statement_timeout = '1ms'")
+        .await
+        .unwrap();
+    drop(a);
+    let b = p.connect(ORG_B, USER_B).await;
+    assert_eq!(agents(&b).await, ["b-agent-1"]);
+    assert_eq!(value(&b, "SHOW statement_timeout").await, "0");
+    assert_eq!(
+        value(&b, "SELECT current_setting('transaction_isolation')").await,
+        "read committed"
+    );
+}
+
+#[tokio::test]
+async fn hundreds_of_tenant_sessions_share_a_few_backends() {
+    let p = pooled("3").await;
+    let mut tasks = Vec::new();
+    for i in 0..200usize {
+        let (org, user, want): (&str, &str, Vec<&str>) = if i % 2 == 0 {
+            (ORG_A, USER_A, vec!["a-agent-1", "a-agent-2"])
+        } else {
+            (ORG_B, USER_B, vec!["b-agent-1"])
+        };
+        let c = p.connect(org, user).await;
+        tasks.push(tokio::spawn(async move {
+            for round in 0..5 {
+                let got = if round % 2 == 0 {
+                    agents(&c).await
+                } else {
+                    agents_simple(&c).await
+                };
+                assert_eq!(got, want);
+                if round == 3 {
+                    c.batch_execute("BEGIN").await.unwrap();
+                    assert_eq!(agents(&c).await, want);
+                    let _ = c.simple_query("SELECT 1/0").await.unwrap_err();
+                    c.batch_execute("ROLLBACK").await.unwrap();
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+}

@@ -163,6 +163,7 @@ impl Backend {
         }
         b.tracked =
             tracked_values(&replies).ok_or_else(|| UpstreamError::Protocol("backend setup: no settings row".into()))?;
+        b.login_tracked = b.tracked.clone();
         Ok(b)
     }
 

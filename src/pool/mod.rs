@@ -281,6 +281,7 @@ pub async fn startup_settings(
             }
         }
     }
+    debug!(?changes, tracked = ?b.tracked, login = ?b.login_tracked, "startup settings");
     let mut sql = String::new();
     if let Some(replay) = replay_sql(&changes) {
         sql.push_str(&replay);
