@@ -369,3 +369,90 @@ async fn hundreds_of_tenant_sessions_share_a_few_backends() {
         t.await.unwrap();
     }
 }
+
+#[tokio::test]
+async fn pipelines_copy_and_flush_behave_as_in_postgresql() {
+    use common::wire::*;
+    use futures_util::future::join_all;
+    use tokio::io::AsyncWriteExt;
+    let p = pooled("1").await;
+    let a = p.connect(ORG_A, USER_A).await;
+    let b = p.connect(ORG_B, USER_B).await;
+    // tokio-postgres pipelines concurrent queries: many Syncs in flight.
+    let stmt = a
+        .prepare("SELECT count(*) FROM agent_instances WHERE agent_id LIKE $1")
+        .await
+        .unwrap();
+    let (ra, rb) = tokio::join!(
+        join_all((0..20).map(|_| a.query_one(&stmt, &[&"%-agent-%"]))),
+        join_all((0..20).map(|_| b.query_one(
+            "SELECT count(*) FROM agent_instances WHERE agent_id LIKE $1",
+            &[&"%-agent-%"]
+        )))
+    );
+    assert!(ra.into_iter().all(|r| r.unwrap().get::<_, i64>(0) == 2));
+    assert!(rb.into_iter().all(|r| r.unwrap().get::<_, i64>(0) == 1));
+    // COPY TO STDOUT carries the tenant's rows only.
+    let out = a
+        .copy_out("COPY (SELECT agent_id FROM agent_instances WHERE agent_id LIKE '%-agent-%' ORDER BY 1) TO STDOUT")
+        .await
+        .unwrap();
+    futures_util::pin_mut!(out);
+    let mut text = Vec::new();
+    while let Some(chunk) = futures_util::StreamExt::next(&mut out).await {
+        text.extend_from_slice(&chunk.unwrap());
+    }
+    assert_eq!(String::from_utf8(text).unwrap(), "a-agent-1\na-agent-2\n");
+    // Flush: the replies so far arrive before Sync, then the Sync's.
+    let mut s = authenticated_socket(&p).await;
+    let mut out = bytes::BytesMut::new();
+    out.extend_from_slice(&msg(b'P', |m| {
+        m.extend_from_slice(b"\0SELECT count(*) FROM agent_instances WHERE agent_id LIKE 'a-agent-%'\0\0\0");
+    }));
+    out.extend_from_slice(&msg(b'B', |m| m.extend_from_slice(b"\0\0\0\0\0\0\0\0")));
+    out.extend_from_slice(&msg(b'D', |m| m.extend_from_slice(b"P\0")));
+    out.extend_from_slice(&msg(b'E', |m| m.extend_from_slice(b"\0\0\0\0\0")));
+    out.extend_from_slice(&msg(b'H', |_| {}));
+    s.write_all(&out).await.unwrap();
+    let mut got = Vec::new();
+    while got.last().map(|(t, _): &(u8, Vec<u8>)| *t) != Some(b'C') {
+        got.push(read_msg(&mut s).await);
+    }
+    assert_eq!(tags(&got), b"12TDC");
+    s.write_all(&msg(b'S', |_| {})).await.unwrap();
+    assert_eq!(read_msg(&mut s).await, (b'Z', b"I".to_vec()));
+    // Describe of a statement before its Bind, in one pipeline with an error
+    // in the middle: the server's skip-to-Sync is kept.
+    let mut out = bytes::BytesMut::new();
+    out.extend_from_slice(&msg(b'P', |m| m.extend_from_slice(b"s1\0SELECT $1::int + 1\0\0\0")));
+    out.extend_from_slice(&msg(b'D', |m| m.extend_from_slice(b"Ss1\0")));
+    out.extend_from_slice(&msg(b'B', |m| m.extend_from_slice(b"\0s1\0\0\0\0\x01\0\0\0\x01x\0\0")));
+    out.extend_from_slice(&msg(b'E', |m| m.extend_from_slice(b"\0\0\0\0\0")));
+    out.extend_from_slice(&msg(b'S', |_| {}));
+    out.extend_from_slice(&msg(b'B', |m| m.extend_from_slice(b"\0s1\0\0\0\0\x01\0\0\0\x012\0\0")));
+    out.extend_from_slice(&msg(b'E', |m| m.extend_from_slice(b"\0\0\0\0\0")));
+    out.extend_from_slice(&msg(b'S', |_| {}));
+    s.write_all(&out).await.unwrap();
+    let first = read_until_ready(&mut s).await;
+    assert_eq!(tags(&first), b"1tTEZ");
+    assert_eq!(error_code(&first[3].1), "22P02");
+    let second = read_until_ready(&mut s).await;
+    assert_eq!(tags(&second), b"2DCZ");
+    assert_eq!(second[1].1[6..], *b"3");
+}
+
+#[tokio::test]
+async fn discard_all_in_the_extended_protocol_is_answered_for_the_session() {
+    let p = pooled("1").await;
+    let a = p.connect(ORG_A, USER_A).await;
+    a.batch_execute("SET application_name = 'before-discard'")
+        .await
+        .unwrap();
+    let s = a.prepare("SELECT 1").await.unwrap();
+    a.execute("DISCARD ALL", &[]).await.unwrap();
+    assert_ne!(value(&a, "SHOW application_name").await, "before-discard");
+    // The statement prepared before DISCARD ALL is gone, as in PostgreSQL.
+    let err = a.query(&s, &[]).await.unwrap_err();
+    assert_eq!(sqlstate(&err), "26000");
+    assert_eq!(agents(&a).await, ["a-agent-1", "a-agent-2"]);
+}

@@ -12,7 +12,8 @@
 #   3. the psql isolation suite (tests/isolation/run.sh);
 #   4. the 1M-row index and latency check (tests/isolation/perf/run.sh);
 #   5. real client drivers through the proxy (tests/drivers/run.sh: psql, pgbench,
-#      psycopg 3, asyncpg, node-postgres, postgres.js, pgjdbc, pgx, lib/pq).
+#      psycopg 3, asyncpg, node-postgres, postgres.js, pgjdbc, pgx, lib/pq), in
+#      session mode and again in transaction pool mode.
 # Needs PostgreSQL 15 server binaries, psql, libclang for the SQL parser and the
 # drivers (.ci/run installs them; tests/drivers/install.sh for the drivers).
 # Every part runs even when an earlier one failed; the last line is
@@ -75,6 +76,7 @@ part "fuzz targets on their committed corpora" fuzz_regression
 part "isolation suite (psql through the proxy)" tests/isolation/run.sh
 part "1M-row index and latency check" tests/isolation/perf/run.sh
 part "client drivers through the proxy" tests/drivers/run.sh
+part "client drivers through the proxy in transaction pool mode" env POOL_MODE=transaction tests/drivers/run.sh
 
 echo "total: $TOTAL_PASSED passed, $TOTAL_FAILED failed"
 [ "$TOTAL_FAILED" = 0 ]

@@ -162,6 +162,10 @@ enum Expect {
     OwnQuery { readback: bool },
     /// A reply the proxy makes itself when everything before it arrived.
     Fake(Bytes, Undo),
+    /// The CommandComplete of a `DISCARD ALL` the proxy answers; the
+    /// client's session is reset when it is sent (not if an earlier error
+    /// made the server skip the rest of the block).
+    FakeDiscard,
 }
 
 impl Expect {
@@ -170,7 +174,7 @@ impl Expect {
             Expect::Client(r) | Expect::Own(r) => Some(*r),
             Expect::ClientParse { .. } | Expect::OwnParse { .. } => Some(Reply::Parse),
             Expect::OwnQuery { .. } => Some(Reply::Query),
-            Expect::Fake(..) => None,
+            Expect::Fake(..) | Expect::FakeDiscard => None,
         }
     }
 
@@ -201,6 +205,10 @@ struct Session<'p> {
     parse_seq: u64,
     /// Portals the client bound, with whether each ends a transaction.
     portals: HashMap<Vec<u8>, bool>,
+    /// Statements (by client name, "" for the unnamed one) and portals that
+    /// are `DISCARD ALL`, which the proxy answers itself.
+    discard_statements: std::collections::HashSet<Vec<u8>>,
+    discard_portals: std::collections::HashSet<Vec<u8>>,
     // --- the current checkout ---
     lease: Option<Lease>,
     /// The pin of the current lease's backend (it depends on its binding).
@@ -240,6 +248,8 @@ where
         unnamed: None,
         parse_seq: 0,
         portals: HashMap::new(),
+        discard_statements: Default::default(),
+        discard_portals: Default::default(),
         lease: None,
         pin: None,
         queue: VecDeque::new(),
@@ -598,6 +608,15 @@ impl Session<'_> {
         self.statements.clear();
         self.unnamed = None;
         self.portals.clear();
+        self.discard_statements.clear();
+        self.discard_portals.clear();
+    }
+
+    /// Queues a reply the proxy makes itself.
+    fn fake(&mut self, tag: u8, body: &[u8]) {
+        let mut m = BytesMut::with_capacity(body.len() + 5);
+        write_message(&mut m, tag, |b| b.put_slice(body));
+        self.queue.push_back(Expect::Fake(m.freeze(), Undo::None));
     }
 
     /// An extended-protocol message (or Flush/Sync) with a backend held.
@@ -614,6 +633,10 @@ impl Session<'_> {
                 let Some((portal, _)) = cstr(&body) else {
                     return self.malformed_message();
                 };
+                if self.discard_portals.contains(portal) {
+                    self.queue.push_back(Expect::FakeDiscard);
+                    return Ok(());
+                }
                 let ends = self.portals.get(portal).copied().unwrap_or(false);
                 if !ends && !self.pinned_block {
                     self.push_pin();
@@ -676,7 +699,7 @@ impl Session<'_> {
         let Some((name, sql, tail)) = parsed else {
             return self.malformed_message();
         };
-        if !name.is_empty() && self.statements.contains_key(name) {
+        if !name.is_empty() && (self.statements.contains_key(name) || self.discard_statements.contains(name)) {
             return self.refuse(ClientError::error(
                 SqlState::DuplicatePreparedStatement,
                 format!(
@@ -686,12 +709,16 @@ impl Session<'_> {
             ));
         }
         let (verdict, effects) = self.ctx.guard.check_with_effects(sql, &self.ctx.scope);
-        if effects.discard_all {
-            return self.refuse(ClientError::error(
-                SqlState::FeatureNotSupported,
-                "pg-tenant-proxy: DISCARD ALL through the extended protocol is not available in transaction pool mode",
-            )
-            .with_hint("Send DISCARD ALL as a simple query; the proxy answers it for the session."));
+        if effects.discard_all && matches!(verdict, Verdict::Allow) {
+            // Answered by the proxy, like the simple-protocol form.
+            if name.is_empty() {
+                self.unnamed = None;
+            } else {
+                self.statements.remove(name);
+            }
+            self.discard_statements.insert(name.to_vec());
+            self.fake(b'1', b"");
+            return Ok(());
         }
         let sql: std::borrow::Cow<'_, [u8]> = match verdict {
             Verdict::Allow => std::borrow::Cow::Borrowed(sql),
@@ -701,6 +728,7 @@ impl Session<'_> {
         self.touched |= effects.session_settings;
         self.reset_all |= effects.reset_all;
         if name.is_empty() {
+            self.discard_statements.remove(name);
             self.parse_seq += 1;
             let seq = self.parse_seq;
             let sql_str = String::from_utf8_lossy(&sql).into_owned();
@@ -784,6 +812,13 @@ impl Session<'_> {
         let Some((name, tail)) = cstr(rest) else {
             return self.malformed_message();
         };
+        if self.discard_statements.contains(name) {
+            self.portals.remove(portal);
+            self.discard_portals.insert(portal.to_vec());
+            self.fake(b'2', b"");
+            return Ok(());
+        }
+        self.discard_portals.remove(portal);
         let Ok((server_name, ends)) = self.ensure_statement(name) else {
             return self.no_statement(name);
         };
@@ -810,6 +845,15 @@ impl Session<'_> {
         let Some((name, [])) = cstr(rest) else {
             return self.malformed_message();
         };
+        if kind == b'P' && self.discard_portals.contains(name) {
+            self.fake(b'n', b"");
+            return Ok(());
+        }
+        if kind == b'S' && self.discard_statements.contains(name) {
+            self.fake(b't', &[0, 0]);
+            self.fake(b'n', b"");
+            return Ok(());
+        }
         if kind == b'P' {
             self.to_backend.put_slice(frame);
             self.queue.push_back(Expect::Client(Reply::DescribePortal));
@@ -838,11 +882,13 @@ impl Session<'_> {
             return self.malformed_message();
         };
         match kind {
+            b'P' if self.discard_portals.remove(name) => self.fake(b'3', b""),
             b'P' => {
                 self.portals.remove(name);
                 self.to_backend.put_slice(frame);
                 self.queue.push_back(Expect::Client(Reply::Close));
             }
+            b'S' if self.discard_statements.remove(name) => self.fake(b'3', b""),
             b'S' => {
                 // Proxy-wide statements stay prepared on the backends; the
                 // client's name is forgotten. Closing a name that does not
@@ -887,9 +933,19 @@ impl Session<'_> {
 
     /// Replies the proxy makes itself, once they are at the head.
     fn emit_fakes(&mut self) {
-        while let Some(Expect::Fake(..)) = self.queue.front() {
-            if let Some(Expect::Fake(bytes, _)) = self.queue.pop_front() {
-                self.to_client.put_slice(&bytes);
+        loop {
+            match self.queue.front() {
+                Some(Expect::Fake(..)) => {
+                    if let Some(Expect::Fake(bytes, _)) = self.queue.pop_front() {
+                        self.to_client.put_slice(&bytes);
+                    }
+                }
+                Some(Expect::FakeDiscard) => {
+                    self.queue.pop_front();
+                    self.discard_all();
+                    write_message(&mut self.to_client, b'C', |m| m.put_slice(b"DISCARD ALL\0"));
+                }
+                _ => return,
             }
         }
     }

@@ -1,5 +1,6 @@
 """asyncpg through the proxy, with a pool (asyncpg.create_pool). Run by tests/drivers/run.sh."""
 import asyncio
+import os
 
 import asyncpg
 
@@ -61,7 +62,15 @@ async def main():
             pid = conn.get_server_pid()
             default_app_name = await conn.fetchval("SHOW application_name")
             await conn.execute("SET application_name = 'dirty'")
-            await conn.execute("LISTEN pool_chan")
+            if os.environ.get("PGTP_POOL_MODE") == "transaction":
+                # A LISTEN would stay on a shared connection: refused.
+                try:
+                    await conn.execute("LISTEN pool_chan")
+                    expect("pool: LISTEN refused in transaction pool mode", "0A000", "ran")
+                except asyncpg.PostgresError as e:
+                    expect("pool: LISTEN refused in transaction pool mode", "0A000", e.sqlstate)
+            else:
+                await conn.execute("LISTEN pool_chan")
             tr = conn.transaction()
             await tr.start()
             await refused_set(conn, "pool: refused SET inside a transaction", ORG["B"])

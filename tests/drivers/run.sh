@@ -27,6 +27,8 @@
 # the npm registry), java with Debian's libpostgresql-jdbc-java and
 # libhikaricp-java, go with Debian's golang-github-jackc-pgx-v4-dev and
 # golang-github-lib-pq-dev. .ci/run installs them (tests/drivers/install.sh).
+# POOL_MODE=transaction runs the same programs against a proxy in transaction
+# pool mode with a pool of 2 backends (names are prefixed "txn:").
 # Output: one "ok"/"FAILED" line per driver (a failure's output indented below it,
 # tokens and passwords redacted; DRIVERS_VERBOSE=1 shows every driver's
 # assertions), then "N passed, M failed". Non-zero exit when
@@ -78,19 +80,26 @@ app_apply_sql "$WORK/apply.log"
 app_login_role
 app_seed
 app_context_key "$WORK"
-proxy_start "$WORK"
+PREFIX=
+if [ "${POOL_MODE:-session}" = transaction ]; then
+  PREFIX="txn:"
+  proxy_start "$WORK" --context-key-file "$CONTEXT_KEY_FILE" --pool-mode transaction --pool-size 2
+else
+  proxy_start "$WORK"
+fi
 unset PGHOST PGPORT PGUSER
 
 # What every driver program reads.
 TOKEN_A=$(proxy_token "$ORG_A" "$USER_A")
 TOKEN_B=$(proxy_token "$ORG_B" "$USER_B")
 export PGTP_HOST=127.0.0.1 PGTP_PORT=$PROXY_PORT PGTP_DB=app TOKEN_A TOKEN_B
+export PGTP_POOL_MODE=${POOL_MODE:-session}
 
 PASSED=0
 FAILED=0
 redact() { sed -e "s/$TOKEN_A/<token A>/g" -e "s/$TOKEN_B/<token B>/g" -e "s/$LOGIN_PASSWORD/<login password>/g"; }
 run_driver() { # name command...
-  local name=$1; shift
+  local name=$PREFIX$1; shift
   local out="$WORK/$name.out" t1 rc=0
   t1=$(date +%s)
   (cd "$HERE" && timeout 120 "$@") >"$out" 2>&1 </dev/null || rc=$?

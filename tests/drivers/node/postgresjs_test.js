@@ -56,19 +56,28 @@ main(async () => {
     await one.end({ timeout: 5 });
   }
 
-  // LISTEN/NOTIFY: both tenants listen on the same channel name; each hears only
-  // its own organization's notifications. The last notification of each
-  // tenant is sent after the other tenant's, so a leak would arrive before it.
-  const heard = { A: [], B: [] };
-  await sql.A.listen('jobs', (payload) => heard.A.push(payload));
-  await sql.B.listen('jobs', (payload) => heard.B.push(payload));
-  await sql.A.notify('jobs', 'from-a');
-  await sql.B.notify('jobs', 'from-b');
-  await sql.A.notify('jobs', 'end-a');
-  await sql.B.notify('jobs', 'end-b');
-  await waitFor('the end-a and end-b notifications', () => heard.A.includes('end-a') && heard.B.includes('end-b'));
-  expect("LISTEN/NOTIFY: tenant A hears exactly its own notifications", ['from-a', 'end-a'], heard.A);
-  expect("LISTEN/NOTIFY: tenant B hears exactly its own notifications", ['from-b', 'end-b'], heard.B);
+  if (process.env.PGTP_POOL_MODE === 'transaction') {
+    // Transaction pool mode: a LISTEN would stay on a shared connection, so
+    // it is refused; notifications can still be sent.
+    await expectError('LISTEN refused in transaction pool mode', '0A000', async () => {
+      await sql.A.listen('jobs', () => {});
+    });
+    await sql.A.notify('jobs', 'from-a');
+  } else {
+    // LISTEN/NOTIFY: both tenants listen on the same channel name; each hears only
+    // its own organization's notifications. The last notification of each
+    // tenant is sent after the other tenant's, so a leak would arrive before it.
+    const heard = { A: [], B: [] };
+    await sql.A.listen('jobs', (payload) => heard.A.push(payload));
+    await sql.B.listen('jobs', (payload) => heard.B.push(payload));
+    await sql.A.notify('jobs', 'from-a');
+    await sql.B.notify('jobs', 'from-b');
+    await sql.A.notify('jobs', 'end-a');
+    await sql.B.notify('jobs', 'end-b');
+    await waitFor('the end-a and end-b notifications', () => heard.A.includes('end-a') && heard.B.includes('end-b'));
+    expect("LISTEN/NOTIFY: tenant A hears exactly its own notifications", ['from-a', 'end-a'], heard.A);
+    expect("LISTEN/NOTIFY: tenant B hears exactly its own notifications", ['from-b', 'end-b'], heard.B);
+  }
 
   await expectError('wrong password refused by the proxy', '28P01', async () => {
     const bad = connect('A', 'not-a-token', { max: 1 });
