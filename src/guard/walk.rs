@@ -86,15 +86,9 @@ impl Effects {
 impl Policy {
     /// Checks one statement. The root item is the statement node itself.
     pub(crate) fn check(&self, tree: &Tree) -> Result<Effects, Refusal> {
-        let mut effects = Effects::default();
         for (i, item) in tree.items.iter().enumerate() {
             match item.kind {
-                Kind::Struct(ty) => {
-                    self.check_node(tree, i, ty)?;
-                    if self.pooled {
-                        effects = effects.union(self.check_pooled(tree, i, ty)?);
-                    }
-                }
+                Kind::Struct(ty) => self.check_node(tree, i, ty)?,
                 Kind::Str(..) => check_string(tree, i)?,
                 Kind::Int(v) => {
                     if v == OBJECT_LARGEOBJECT && OBJECT_TYPE_FIELDS.contains(&item.field) {
@@ -102,6 +96,16 @@ impl Policy {
                     }
                 }
                 Kind::Seq | Kind::True => {}
+            }
+        }
+        // Transaction pool mode's own refusals come second, so a statement
+        // that is refused for security says so (42501), not 0A000.
+        let mut effects = Effects::default();
+        if self.pooled {
+            for (i, item) in tree.items.iter().enumerate() {
+                if let Kind::Struct(ty) = item.kind {
+                    effects = effects.union(self.check_pooled(tree, i, ty)?);
+                }
             }
         }
         Ok(effects)
