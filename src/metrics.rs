@@ -190,6 +190,9 @@ pub struct Metrics {
     pub pool_checkout_timeouts: Counter,
     /// Transaction pool mode: transactions run on pooled backends.
     pub pool_transactions: Counter,
+    /// Transaction pool mode: writes to a backend after which the relay
+    /// waited for its replies (upstream round trips).
+    pub pool_backend_flushes: Counter,
     /// The per-statement and per-read counters, looked up once here so the
     /// relay's hot path makes one atomic add, not a family lookup.
     hot: Hot,
@@ -235,6 +238,7 @@ fn build() -> Metrics {
         ]),
         pool_checkout_timeouts: Counter::default(),
         pool_transactions: Counter::default(),
+        pool_backend_flushes: Counter::default(),
         registry: Registry::default(),
     };
     registry.register("sessions_open", "Client sessions open now", m.sessions_open.clone());
@@ -324,6 +328,11 @@ fn build() -> Metrics {
         "pool_transactions",
         "Transaction pool mode: backend checkouts (transactions) served",
         m.pool_transactions.clone(),
+    );
+    registry.register(
+        "pool_backend_flushes",
+        "Transaction pool mode: writes to a backend the relay then waited on (upstream round trips)",
+        m.pool_backend_flushes.clone(),
     );
     let path = |p: GuardPath| m.guard_decisions.get_or_create(&Path { path: p.as_str() }).clone();
     let dir = |d: Direction| m.bytes.get_or_create(&Dir { direction: d.as_str() }).clone();

@@ -384,6 +384,7 @@ impl Session<'_> {
                     metrics::relayed(Direction::ClientToUpstream, n);
                     self.to_backend.advance(n);
                     if self.to_backend.is_empty() {
+                        metrics::get().pool_backend_flushes.inc();
                         if let Some(l) = self.lease.as_mut() {
                             let _ = l.backend().writer.flush().await;
                         }
