@@ -336,18 +336,6 @@ impl PoolMode {
     }
 }
 
-/// How the tenant is pinned in each pooled transaction.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PinForm {
-    /// `SET LOCAL` statements (simple protocol) and `set_config(..., true)`
-    /// (extended protocol).
-    Local,
-    /// As [`PinForm::Local`], but extended-protocol transactions that are not
-    /// in an explicit block are pinned with `SET LOCAL` inside an explicit
-    /// block too, which Citus forwards to its workers.
-    Citus,
-}
-
 /// Default of [`PoolConfig::size`].
 pub const DEFAULT_POOL_SIZE: usize = 20;
 
@@ -364,8 +352,6 @@ pub struct PoolConfig {
     pub idle_timeout: Duration,
     /// A backend this old is closed when it comes back to the pool.
     pub max_lifetime: Duration,
-    /// How the tenant is pinned per transaction.
-    pub pin_form: PinForm,
 }
 
 /// How log lines are written.
@@ -678,18 +664,12 @@ fn pool(r: &Resolved) -> Result<PoolConfig, String> {
         n if n > 86_400 * 7 => Err(format!("{what} must be at most a week")),
         n => Ok(Duration::from_secs(n)),
     };
-    let pin_form = match r.str("pool.pin_form")?.as_str() {
-        "local" => PinForm::Local,
-        "citus" => PinForm::Citus,
-        other => return Err(format!("pool pin_form must be \"local\" or \"citus\", not {other:?}")),
-    };
     Ok(PoolConfig {
         mode,
         size,
         checkout_timeout: secs("pool.checkout_timeout_secs", "pool checkout_timeout_secs")?,
         idle_timeout: secs("pool.idle_timeout_secs", "pool idle_timeout_secs")?,
         max_lifetime: secs("pool.max_lifetime_secs", "pool max_lifetime_secs")?,
-        pin_form,
     })
 }
 
@@ -967,7 +947,6 @@ mod tests {
         assert_eq!(cfg.pool.checkout_timeout, Duration::from_secs(30));
         assert_eq!(cfg.pool.idle_timeout, Duration::from_secs(600));
         assert_eq!(cfg.pool.max_lifetime, Duration::from_secs(3600));
-        assert_eq!(cfg.pool.pin_form, PinForm::Local);
     }
 
     #[test]

@@ -279,8 +279,8 @@ fn an_invalid_value_exits_non_zero_naming_the_setting() {
         ),
         (
             with(&[]),
-            vec![("PGTP_POOL_PIN_FORM", "global")],
-            "invalid configuration: pool pin_form must be \"local\" or \"citus\", not \"global\"".to_owned(),
+            vec![("PGTP_POOL_MODE", "statement")],
+            "invalid configuration: pool_mode must be \"session\" or \"transaction\", not \"statement\"".to_owned(),
         ),
         (
             with(&["--jwt-leeway", "301"]),

@@ -699,16 +699,6 @@ pub static SETTINGS: &[Setting] = &[
         "SECONDS",
         "Seconds a pooled backend lives; an older one is closed when it is given back",
     ),
-    Setting::new(
-        "pool.pin_form",
-        "pool-pin-form",
-        "PGTP_POOL_PIN_FORM",
-        Str,
-        D::Str("local"),
-        "FORM",
-        "How the tenant is pinned per transaction: local (SET LOCAL / set_config(..., true)) or citus (SET LOCAL \
-         inside a transaction block, which Citus forwards to workers)",
-    ),
 ];
 
 /// The setting with this key.
@@ -1180,7 +1170,6 @@ mod tests {
             "PGTP_POOL_CHECKOUT_TIMEOUT",
         ),
         ("pool.idle_timeout_secs", "pool-idle-timeout", "PGTP_POOL_IDLE_TIMEOUT"),
-        ("pool.pin_form", "pool-pin-form", "PGTP_POOL_PIN_FORM"),
     ];
 
     /// Keys the file accepted before the schema (besides those above).
