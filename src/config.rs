@@ -352,6 +352,9 @@ pub struct PoolConfig {
     pub idle_timeout: Duration,
     /// A backend this old is closed when it comes back to the pool.
     pub max_lifetime: Duration,
+    /// A client holding a backend idle inside a transaction (or not reading
+    /// its replies) this long is disconnected, so it cannot starve others.
+    pub idle_transaction_timeout: Duration,
 }
 
 /// How log lines are written.
@@ -670,6 +673,10 @@ fn pool(r: &Resolved) -> Result<PoolConfig, String> {
         checkout_timeout: secs("pool.checkout_timeout_secs", "pool checkout_timeout_secs")?,
         idle_timeout: secs("pool.idle_timeout_secs", "pool idle_timeout_secs")?,
         max_lifetime: secs("pool.max_lifetime_secs", "pool max_lifetime_secs")?,
+        idle_transaction_timeout: secs(
+            "pool.idle_transaction_timeout_secs",
+            "pool idle_transaction_timeout_secs",
+        )?,
     })
 }
 

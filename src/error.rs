@@ -46,6 +46,8 @@ pub enum SqlState {
     UndefinedPreparedStatement,
     /// 22023 invalid_parameter_value: a startup parameter the server refused.
     InvalidParameterValue,
+    /// 25P03 idle_in_transaction_session_timeout.
+    IdleInTransactionTimeout,
 }
 
 impl SqlState {
@@ -70,6 +72,7 @@ impl SqlState {
             SqlState::DuplicatePreparedStatement => "42P05",
             SqlState::UndefinedPreparedStatement => "26000",
             SqlState::InvalidParameterValue => "22023",
+            SqlState::IdleInTransactionTimeout => "25P03",
         }
     }
 }

@@ -456,3 +456,96 @@ async fn discard_all_in_the_extended_protocol_is_answered_for_the_session() {
     assert_eq!(sqlstate(&err), "26000");
     assert_eq!(agents(&a).await, ["a-agent-1", "a-agent-2"]);
 }
+
+#[tokio::test]
+async fn a_client_idle_in_a_transaction_is_closed_so_others_get_the_backend() {
+    let p = Proxy::start(&[
+        "--pool-mode",
+        "transaction",
+        "--pool-size",
+        "1",
+        "--pool-idle-transaction-timeout",
+        "1",
+    ])
+    .await;
+    let a = p.connect(ORG_A, USER_A).await;
+    let b = p.connect(ORG_B, USER_B).await;
+    a.batch_execute("BEGIN").await.unwrap();
+    // B waits for the only backend; A's idle transaction is ended after 1 s.
+    let started = std::time::Instant::now();
+    assert_eq!(agents(&b).await, ["b-agent-1"]);
+    assert!(
+        started.elapsed() >= Duration::from_millis(800),
+        "{:?}",
+        started.elapsed()
+    );
+    let err = a.simple_query("SELECT 1").await.unwrap_err();
+    assert!(a.is_closed(), "{err}");
+    assert!(
+        p.log_text().contains("25P03"),
+        "the proxy logs why it closed the session"
+    );
+    // A long statement is not idleness.
+    let c = p.connect(ORG_A, USER_A).await;
+    assert_eq!(value(&c, "SELECT count(*) FROM pg_sleep(1.5)").await, "1");
+}
+
+#[tokio::test]
+async fn with_every_backend_busy_a_client_gets_53300_after_the_checkout_timeout_and_goes_on() {
+    let p = Proxy::start(&[
+        "--pool-mode",
+        "transaction",
+        "--pool-size",
+        "1",
+        "--pool-checkout-timeout",
+        "1",
+    ])
+    .await;
+    let a = p.connect(ORG_A, USER_A).await;
+    let b = p.connect(ORG_B, USER_B).await;
+    a.batch_execute("BEGIN").await.unwrap();
+    let err = b.simple_query("SELECT 1").await.unwrap_err();
+    assert_eq!(sqlstate(&err), "53300");
+    assert!(
+        db_message(&err).contains("no database connection became free"),
+        "{}",
+        db_message(&err)
+    );
+    let err = b.query("SELECT 1", &[]).await.unwrap_err();
+    assert_eq!(sqlstate(&err), "53300");
+    a.batch_execute("COMMIT").await.unwrap();
+    assert_eq!(agents(&b).await, ["b-agent-1"]);
+    assert_eq!(agents_simple(&b).await, ["b-agent-1"]);
+}
+
+#[tokio::test]
+async fn backends_closed_by_the_server_while_idle_are_replaced() {
+    // A login role of its own, so only this proxy's backends are terminated.
+    let su = superuser("app").await;
+    su.batch_execute(&format!(
+        "DO $$ BEGIN CREATE ROLE pool_restart_login LOGIN PASSWORD '{LOGIN_PASSWORD}' IN ROLE tenant_app; \
+         EXCEPTION WHEN duplicate_object THEN NULL; END $$"
+    ))
+    .await
+    .unwrap();
+    let upstream = format!(
+        "postgresql://pool_restart_login@127.0.0.1:{}/app?sslmode=disable",
+        pg().port
+    );
+    let p = Proxy::start_with_upstream(&upstream, &["--pool-mode", "transaction", "--pool-size", "2"]).await;
+    let a = p.connect(ORG_A, USER_A).await;
+    assert_eq!(agents(&a).await, ["a-agent-1", "a-agent-2"]);
+    let killed = su
+        .query_one(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE usename = 'pool_restart_login'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get::<_, i64>(0);
+    assert_eq!(killed, 1);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(agents(&a).await, ["a-agent-1", "a-agent-2"]);
+    let b = p.connect(ORG_B, USER_B).await;
+    assert_eq!(agents_simple(&b).await, ["b-agent-1"]);
+}

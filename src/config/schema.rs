@@ -699,6 +699,16 @@ pub static SETTINGS: &[Setting] = &[
         "SECONDS",
         "Seconds a pooled backend lives; an older one is closed when it is given back",
     ),
+    Setting::new(
+        "pool.idle_transaction_timeout_secs",
+        "pool-idle-transaction-timeout",
+        "PGTP_POOL_IDLE_TRANSACTION_TIMEOUT",
+        Int,
+        D::Int(60),
+        "SECONDS",
+        "Seconds a client may hold a pooled backend inside a transaction without sending anything (or without \
+         reading its replies) before its session is closed with 25P03",
+    ),
 ];
 
 /// The setting with this key.

@@ -167,6 +167,16 @@ impl Backend {
         Ok(b)
     }
 
+    /// Whether an idle backend is unusable: the server closed it (restart,
+    /// `pg_terminate_backend`, idle timeout) or sent something unasked (its
+    /// FATAL before closing). Looks without waiting.
+    pub fn looks_closed(&mut self) -> bool {
+        use std::future::Future;
+        let mut read = std::pin::pin!(self.reader.read_buf(&mut self.rbuf));
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        read.as_mut().poll(&mut cx).is_ready()
+    }
+
     /// Writes `out`, then reads messages until `syncs` ReadyForQuery have
     /// arrived; returns them all (tag, body). For the pool's own exchanges
     /// only, when nothing else is outstanding; the caller bounds the time.

@@ -196,11 +196,12 @@ impl Pool {
         let idle = {
             let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
             let mut found = None;
-            while let Some(b) = idle.pop() {
-                if b.idle_since.elapsed() < self.cfg.idle_timeout {
+            while let Some(mut b) = idle.pop() {
+                if b.idle_since.elapsed() < self.cfg.idle_timeout && !b.looks_closed() {
                     found = Some(b);
                     break;
                 }
+                debug!(backend = b.id, "idle backend expired or closed by the server");
                 metrics::get().pool_backends.dec();
             }
             found

@@ -298,6 +298,8 @@ enum Event {
     ClientWrote(std::io::Result<usize>),
     BackendWrote(std::io::Result<usize>),
     CheckedOut(Result<Lease, PoolError>),
+    /// The client made no progress for the idle-transaction timeout.
+    Stalled,
 }
 
 impl Session<'_> {
@@ -308,6 +310,9 @@ impl Session<'_> {
     {
         let mut cbuf = BytesMut::with_capacity(READ_CHUNK);
         let mut checkout: Option<Checkout> = None;
+        let stall_after = self.pool.config().idle_transaction_timeout;
+        // Last time the client sent something or took some of its replies.
+        let mut progress = Instant::now();
         loop {
             // Decide on what the client sent, as far as possible.
             if let Err(end) = self.client_messages(&mut cbuf) {
@@ -326,6 +331,7 @@ impl Session<'_> {
             if cbuf.capacity() - cbuf.len() < READ_CHUNK / 2 {
                 cbuf.reserve(READ_CHUNK);
             }
+            let holding = self.lease.is_some();
             let event = {
                 let to_client = &self.to_client;
                 let to_backend = &self.to_backend;
@@ -354,11 +360,12 @@ impl Session<'_> {
                             None => std::future::pending().await,
                         }
                     }, if checkout.is_some() => Event::CheckedOut(r),
+                    () = tokio::time::sleep_until(progress + stall_after), if holding => Event::Stalled,
                 }
             };
             match event {
                 Event::ClientRead(Ok(0)) => return End::ClientVanished,
-                Event::ClientRead(Ok(_)) => {}
+                Event::ClientRead(Ok(_)) => progress = Instant::now(),
                 Event::ClientRead(Err(e)) => {
                     debug!(error = %e, "client read failed");
                     return End::ClientVanished;
@@ -374,6 +381,7 @@ impl Session<'_> {
                 }
                 Event::BackendRead(Err(e)) => return End::Io(format!("upstream read: {e}")),
                 Event::ClientWrote(Ok(n)) => {
+                    progress = Instant::now();
                     self.to_client.advance(n);
                     if self.to_client.is_empty() {
                         let _ = cw.flush().await;
@@ -391,6 +399,26 @@ impl Session<'_> {
                     }
                 }
                 Event::BackendWrote(Err(e)) => return End::Io(format!("upstream write: {e}")),
+                Event::Stalled => {
+                    // Holding a backend idle inside a transaction, or not
+                    // reading the replies: other sessions need it. A client
+                    // waiting for a long statement is not stalled.
+                    let status = self.lease.as_mut().map(|l| l.backend().status).unwrap_or(b'I');
+                    let idle_in_transaction = self.queue.is_empty() && (status != b'I' || self.unsynced);
+                    if idle_in_transaction || !self.to_client.is_empty() {
+                        return End::Fatal(
+                            ClientError::fatal(
+                                SqlState::IdleInTransactionTimeout,
+                                format!(
+                                    "terminating connection due to idle-in-transaction timeout ({} s in transaction pool mode)",
+                                    stall_after.as_secs()
+                                ),
+                            )
+                            .with_hint("Commit or roll back promptly: the database connection is shared with other sessions."),
+                        );
+                    }
+                    progress = Instant::now();
+                }
                 Event::CheckedOut(r) => {
                     checkout = None;
                     match r {
