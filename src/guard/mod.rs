@@ -454,6 +454,20 @@ pub mod probe {
         prefilter::one_plain_statement(text)
     }
 
+    /// The parse-free path's answer in transaction pool mode.
+    pub fn one_plain_statement_pooled(text: &str) -> bool {
+        prefilter::one_plain_statement(text) && !super::pooled_screen_hit(text.as_bytes())
+    }
+
+    /// The full walk's decision and session effects (for a guard built with
+    /// [`Guard::for_mode`]): `None` when it refuses or needs a rewrite.
+    pub fn walk_effects(guard: &Guard, text: &str) -> Option<super::Effects> {
+        match guard.walk_text(text) {
+            Checked::Verdict(super::cache::Cached::Allow(e)) => Some(e),
+            _ => None,
+        }
+    }
+
     /// The prefilter's answer for any number of statements.
     pub fn plainly_safe(text: &str) -> bool {
         prefilter::plainly_safe(text)
