@@ -70,8 +70,11 @@ use crate::screen::{parse_message, query_message, replace_marker_error, unscope_
 use crate::tracked::{readback_sql, replay_sql, TRACKED_SETTINGS};
 use crate::upstream::PinValues;
 
-/// Read size per direction.
+/// Read size per direction while a backend is held.
 const READ_CHUNK: usize = 16 * 1024;
+/// Read size of a session between transactions: idle sessions are most of
+/// them, so they keep little memory.
+const IDLE_READ_CHUNK: usize = 1024;
 /// Buffered output past which the side producing it is not read.
 const HIGH_WATER: usize = 256 * 1024;
 /// Largest server message accepted.
@@ -258,8 +261,8 @@ where
         touched: false,
         reset_all: false,
         skip_to_sync: false,
-        to_client: BytesMut::with_capacity(READ_CHUNK),
-        to_backend: BytesMut::with_capacity(READ_CHUNK),
+        to_client: BytesMut::new(),
+        to_backend: BytesMut::new(),
     };
     let expiry = async {
         match expires_at {
@@ -308,7 +311,7 @@ impl Session<'_> {
         CR: AsyncRead + Unpin,
         CW: AsyncWrite + Unpin,
     {
-        let mut cbuf = BytesMut::with_capacity(READ_CHUNK);
+        let mut cbuf = BytesMut::new();
         let mut checkout: Option<Checkout> = None;
         let stall_after = self.pool.config().idle_transaction_timeout;
         // Last time the client sent something or took some of its replies.
@@ -328,8 +331,25 @@ impl Session<'_> {
             let read_client =
                 self.to_backend.len() < HIGH_WATER && cbuf.len() < self.ctx.max_message.saturating_add(READ_CHUNK);
             let read_backend = self.to_client.len() < HIGH_WATER;
-            if cbuf.capacity() - cbuf.len() < READ_CHUNK / 2 {
-                cbuf.reserve(READ_CHUNK);
+            if self.lease.is_none() && cbuf.is_empty() && self.to_client.is_empty() {
+                // Between transactions: give back what the last one grew.
+                if cbuf.capacity() > IDLE_READ_CHUNK {
+                    cbuf = BytesMut::with_capacity(IDLE_READ_CHUNK);
+                }
+                if self.to_client.capacity() > 0 {
+                    self.to_client = BytesMut::new();
+                }
+                if self.to_backend.capacity() > 0 {
+                    self.to_backend = BytesMut::new();
+                }
+            }
+            let chunk = if self.lease.is_some() {
+                READ_CHUNK
+            } else {
+                IDLE_READ_CHUNK
+            };
+            if cbuf.capacity() - cbuf.len() < chunk / 2 {
+                cbuf.reserve(chunk);
             }
             let holding = self.lease.is_some();
             let event = {
