@@ -551,3 +551,40 @@ async fn backends_closed_by_the_server_while_idle_are_replaced() {
     let b = p.connect(ORG_B, USER_B).await;
     assert_eq!(agents_simple(&b).await, ["b-agent-1"]);
 }
+
+#[tokio::test]
+async fn copy_from_stdin_streams_through_the_pooled_backend() {
+    use futures_util::SinkExt;
+    // Tenant tables refuse COPY FROM (row level security); a plain table
+    // shows the protocol path.
+    let su = superuser("app").await;
+    su.batch_execute(
+        "CREATE TABLE IF NOT EXISTS pool_copy_in (n int, t text); GRANT SELECT, INSERT ON pool_copy_in TO tenant_app",
+    )
+    .await
+    .unwrap();
+    let p = pooled("1").await;
+    let a = p.connect(ORG_A, USER_A).await;
+    let b = p.connect(ORG_B, USER_B).await;
+    let sink = a.copy_in("COPY pool_copy_in (n, t) FROM STDIN").await.unwrap();
+    futures_util::pin_mut!(sink);
+    for i in 0..1000 {
+        sink.send(bytes::Bytes::from(format!("{i}\trow {i}\n"))).await.unwrap();
+    }
+    let n = sink.finish().await.unwrap();
+    assert_eq!(n, 1000);
+    assert_eq!(agents(&b).await, ["b-agent-1"]);
+    assert_eq!(
+        value(&a, "SELECT count(*) FROM pool_copy_in WHERE t LIKE 'row %'").await,
+        "1000"
+    );
+    // A tenant table refuses it, as PostgreSQL does, and the session goes on.
+    // (Simple protocol: tokio-postgres's extended-protocol copy_in leaves its
+    // connection unusable after this refusal even against PostgreSQL itself.)
+    let err = a
+        .simple_query("COPY agent_instances (agent_id) FROM STDIN")
+        .await
+        .unwrap_err();
+    assert_eq!(sqlstate(&err), "0A000");
+    assert_eq!(agents(&a).await, ["a-agent-1", "a-agent-2"]);
+}

@@ -165,6 +165,10 @@ enum Expect {
     OwnQuery { readback: bool },
     /// A reply the proxy makes itself when everything before it arrived.
     Fake(Bytes, Undo),
+    /// Where the client ended a COPY FROM STDIN (CopyDone or CopyFail): a
+    /// Sync sent before it, while the server is in copy-in mode, is ignored
+    /// by the server and gets no ReadyForQuery.
+    CopyEnd,
     /// The CommandComplete of a `DISCARD ALL` the proxy answers; the
     /// client's session is reset when it is sent (not if an earlier error
     /// made the server skip the rest of the block).
@@ -177,7 +181,7 @@ impl Expect {
             Expect::Client(r) | Expect::Own(r) => Some(*r),
             Expect::ClientParse { .. } | Expect::OwnParse { .. } => Some(Reply::Parse),
             Expect::OwnQuery { .. } => Some(Reply::Query),
-            Expect::Fake(..) | Expect::FakeDiscard => None,
+            Expect::Fake(..) | Expect::FakeDiscard | Expect::CopyEnd => None,
         }
     }
 
@@ -227,6 +231,8 @@ struct Session<'p> {
     reset_all: bool,
     /// After a refused checkout: drop client messages up to the next Sync.
     skip_to_sync: bool,
+    /// The server is in copy-in mode and the client has not ended it yet.
+    copy_in: bool,
     /// Bytes for the client and for the backend.
     to_client: BytesMut,
     to_backend: BytesMut,
@@ -261,6 +267,7 @@ where
         touched: false,
         reset_all: false,
         skip_to_sync: false,
+        copy_in: false,
         to_client: BytesMut::new(),
         to_backend: BytesMut::new(),
     };
@@ -564,6 +571,13 @@ impl Session<'_> {
                     // Outside COPY the server ignores them; so does the proxy.
                     if self.lease.is_some() {
                         self.to_backend.put_slice(&frame);
+                        if h.tag != b'd' {
+                            if self.copy_in {
+                                self.copy_in = false;
+                            } else {
+                                self.queue.push_back(Expect::CopyEnd);
+                            }
+                        }
                     }
                     continue;
                 }
@@ -699,6 +713,11 @@ impl Session<'_> {
                 Ok(())
             }
             b'H' => {
+                self.to_backend.put_slice(&frame);
+                Ok(())
+            }
+            b'S' if self.copy_in => {
+                // Read by the server in copy-in mode, where it is ignored.
                 self.to_backend.put_slice(&frame);
                 Ok(())
             }
@@ -989,6 +1008,9 @@ impl Session<'_> {
                         self.to_client.put_slice(&bytes);
                     }
                 }
+                Some(Expect::CopyEnd) => {
+                    self.queue.pop_front();
+                }
                 Some(Expect::FakeDiscard) => {
                     self.queue.pop_front();
                     self.discard_all();
@@ -1032,7 +1054,11 @@ impl Session<'_> {
         if tag == b'E' {
             return self.error(reply, body);
         }
-        if let Expect::OwnQuery { readback: true } = head {
+        let readback = matches!(head, Expect::OwnQuery { readback: true });
+        if tag == b'G' {
+            self.copy_in_started();
+        }
+        if readback {
             if tag == b'D' {
                 if let Some(values) = data_row(&body).filter(|v| v.len() == TRACKED_SETTINGS.len()) {
                     self.tracked = values.clone();
@@ -1048,6 +1074,27 @@ impl Session<'_> {
             self.queue.pop_front();
         }
         Ok(())
+    }
+
+    /// The server entered copy-in mode for the request at the head: every
+    /// Sync the client sent after it and before its CopyDone/CopyFail is
+    /// read (and ignored) by the server inside the copy.
+    fn copy_in_started(&mut self) {
+        let mut i = 1;
+        let mut ended = false;
+        while i < self.queue.len() {
+            match self.queue.get(i) {
+                Some(Expect::CopyEnd) => {
+                    ended = true;
+                    break;
+                }
+                Some(Expect::Client(Reply::Sync)) => {
+                    self.queue.remove(i);
+                }
+                _ => i += 1,
+            }
+        }
+        self.copy_in = !ended;
     }
 
     /// An ErrorResponse for the request at the head.
