@@ -355,6 +355,9 @@ pub struct PoolConfig {
     /// A client holding a backend idle inside a transaction (or not reading
     /// its replies) this long is disconnected, so it cannot starve others.
     pub idle_transaction_timeout: Duration,
+    /// Most backends one organization holds at once (its other sessions
+    /// wait), so one tenant cannot take the whole pool.
+    pub max_backends_per_organization: usize,
 }
 
 /// How log lines are written.
@@ -677,6 +680,15 @@ fn pool(r: &Resolved) -> Result<PoolConfig, String> {
             "pool.idle_transaction_timeout_secs",
             "pool idle_transaction_timeout_secs",
         )?,
+        max_backends_per_organization: match r.usize("pool.max_backends_per_organization")? {
+            0 => size.div_ceil(2),
+            n if n <= size => n,
+            n => {
+                return Err(format!(
+                    "pool max_backends_per_organization ({n}) cannot be larger than pool_size ({size})"
+                ))
+            }
+        },
     })
 }
 

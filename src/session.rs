@@ -193,7 +193,7 @@ async fn pooled(
     shared: Arc<Shared>,
     pool: Arc<crate::pool::Pool>,
 ) {
-    let (baseline, reported) = match crate::pool::startup_settings(&pool, &params).await {
+    let (baseline, reported) = match crate::pool::startup_settings(&pool, identity.organization_id, &params).await {
         Ok(v) => v,
         Err(e) => {
             metrics::login_refused(LoginRefusal::Upstream);

@@ -588,3 +588,26 @@ async fn copy_from_stdin_streams_through_the_pooled_backend() {
     assert_eq!(sqlstate(&err), "0A000");
     assert_eq!(agents(&a).await, ["a-agent-1", "a-agent-2"]);
 }
+
+#[tokio::test]
+async fn one_organization_cannot_take_every_backend() {
+    // Pool of 2: each organization may hold 1 (half, rounded up).
+    let p = pooled("2").await;
+    let a1 = p.connect(ORG_A, USER_A).await;
+    let a2 = p.connect(ORG_A, USER_A).await;
+    let b = p.connect(ORG_B, USER_B).await;
+    a1.batch_execute("BEGIN").await.unwrap();
+    let waiting = tokio::spawn(async move { (agents(&a2).await, a2) });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !waiting.is_finished(),
+        "the organization's second session got a second backend"
+    );
+    // The other organization is served at once.
+    let started = std::time::Instant::now();
+    assert_eq!(agents(&b).await, ["b-agent-1"]);
+    assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+    a1.batch_execute("COMMIT").await.unwrap();
+    let (rows, _a2) = waiting.await.unwrap();
+    assert_eq!(rows, ["a-agent-1", "a-agent-2"]);
+}

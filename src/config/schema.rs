@@ -700,6 +700,16 @@ pub static SETTINGS: &[Setting] = &[
         "Seconds a pooled backend lives; an older one is closed when it is given back",
     ),
     Setting::new(
+        "pool.max_backends_per_organization",
+        "pool-max-backends-per-org",
+        "PGTP_POOL_MAX_BACKENDS_PER_ORG",
+        Int,
+        D::Int(0),
+        "N",
+        "Most backends one organization's sessions hold at once in transaction mode (its other sessions wait); \
+         0 means half of pool_size, rounded up",
+    ),
+    Setting::new(
         "pool.idle_transaction_timeout_secs",
         "pool-idle-transaction-timeout",
         "PGTP_POOL_IDLE_TRANSACTION_TIMEOUT",

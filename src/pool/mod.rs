@@ -33,6 +33,30 @@ pub use backend::Backend;
 
 /// How often idle backends are checked against the idle timeout.
 const REAP_EVERY: Duration = Duration::from_secs(10);
+/// Organizations tracked before unused entries are swept.
+const MAX_TRACKED_ORGANIZATIONS: usize = 4096;
+
+/// Backends held per organization: each organization gets its own
+/// semaphore of `limit` permits, taken before a pool permit, so one
+/// organization waits for itself and never takes the last backends from
+/// the others.
+struct OrgShare {
+    limit: usize,
+    map: Mutex<std::collections::HashMap<uuid::Uuid, Arc<Semaphore>>>,
+}
+
+impl OrgShare {
+    fn slot(&self, org: uuid::Uuid) -> Arc<Semaphore> {
+        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        if map.len() >= MAX_TRACKED_ORGANIZATIONS {
+            let limit = self.limit;
+            map.retain(|_, s| Arc::strong_count(s) > 1 || s.available_permits() < limit);
+        }
+        map.entry(org)
+            .or_insert_with(|| Arc::new(Semaphore::new(self.limit)))
+            .clone()
+    }
+}
 
 /// The backends of one proxy process.
 pub struct Pool {
@@ -45,6 +69,8 @@ pub struct Pool {
     /// ParameterStatus values of the first backend's login (server version,
     /// encodings, ...), the base of every client's greeting.
     server_params: Mutex<Vec<(String, String)>>,
+    /// Backends held per organization.
+    orgs: OrgShare,
     /// Proxy-wide prepared statements.
     pub statements: statements::Registry,
 }
@@ -85,6 +111,7 @@ pub struct Lease {
     pool: Arc<Pool>,
     backend: Option<Backend>,
     _permit: OwnedSemaphorePermit,
+    _org_permit: OwnedSemaphorePermit,
 }
 
 impl Lease {
@@ -128,6 +155,10 @@ impl Pool {
     pub fn new(connector: Connector, cfg: PoolConfig) -> Arc<Pool> {
         let pool = Arc::new(Pool {
             permits: Arc::new(Semaphore::new(cfg.size)),
+            orgs: OrgShare {
+                limit: cfg.max_backends_per_organization.max(1),
+                map: Mutex::new(std::collections::HashMap::new()),
+            },
             connector,
             cfg,
             idle: Mutex::new(Vec::new()),
@@ -183,15 +214,22 @@ impl Pool {
     /// A backend for one transaction: an idle one (the most recently used),
     /// or a new one while fewer than `pool_size` are open. Waits up to the
     /// checkout timeout, first come first served.
-    pub async fn checkout(self: &Arc<Self>) -> Result<Lease, PoolError> {
+    /// `org`'s sessions hold at most `max_backends_per_organization` at once.
+    pub async fn checkout(self: &Arc<Self>, org: uuid::Uuid) -> Result<Lease, PoolError> {
         let started = Instant::now();
         let timeout = self.cfg.checkout_timeout;
-        let permit = match tokio::time::timeout(timeout, self.permits.clone().acquire_owned()).await {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let timed_out = || {
+            metrics::get().pool_checkout_timeouts.inc();
+            PoolError::Timeout(timeout, self.cfg.size)
+        };
+        let org_permit = match tokio::time::timeout_at(deadline, self.orgs.slot(org).acquire_owned()).await {
             Ok(Ok(p)) => p,
-            _ => {
-                metrics::get().pool_checkout_timeouts.inc();
-                return Err(PoolError::Timeout(timeout, self.cfg.size));
-            }
+            _ => return Err(timed_out()),
+        };
+        let permit = match tokio::time::timeout_at(deadline, self.permits.clone().acquire_owned()).await {
+            Ok(Ok(p)) => p,
+            _ => return Err(timed_out()),
         };
         let idle = {
             let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
@@ -241,6 +279,7 @@ impl Pool {
             pool: self.clone(),
             backend: Some(backend),
             _permit: permit,
+            _org_permit: org_permit,
         })
     }
 
@@ -258,10 +297,11 @@ impl Pool {
 /// refuses refuses the login with the server's message (22023).
 pub async fn startup_settings(
     pool: &Arc<Pool>,
+    org: uuid::Uuid,
     params: &[(String, String)],
 ) -> Result<(Vec<String>, Vec<(String, String)>), ClientError> {
     use crate::tracked::{readback_sql, replay_sql, TRACKED_SETTINGS};
-    let mut lease = pool.checkout().await.map_err(|e| {
+    let mut lease = pool.checkout(org).await.map_err(|e| {
         let mut ce = e.to_client();
         ce.severity = Severity::Fatal;
         ce

@@ -162,7 +162,7 @@ enum Expect {
     OwnParse { id: u64 },
     /// The proxy's settings replay or read-back (a Query): replies dropped,
     /// a read-back's row kept.
-    OwnQuery { readback: bool },
+    OwnQuery { readback: bool, report: bool },
     /// A reply the proxy makes itself when everything before it arrived.
     Fake(Bytes, Undo),
     /// Where the client ended a COPY FROM STDIN (CopyDone or CopyFail): a
@@ -333,7 +333,8 @@ impl Session<'_> {
             }
             if self.lease.is_none() && checkout.is_none() && self.needs_backend(&cbuf) {
                 let pool = self.pool.clone();
-                checkout = Some(Box::pin(async move { pool.checkout().await }));
+                let org = self.ctx.identity.organization_id;
+                checkout = Some(Box::pin(async move { pool.checkout(org).await }));
             }
             let read_client =
                 self.to_backend.len() < HIGH_WATER && cbuf.len() < self.ctx.max_message.saturating_add(READ_CHUNK);
@@ -498,7 +499,10 @@ impl Session<'_> {
             .collect();
         if let Some(sql) = replay_sql(&changes) {
             self.to_backend.put_slice(&query_message(&sql));
-            self.queue.push_back(Expect::OwnQuery { readback: false });
+            self.queue.push_back(Expect::OwnQuery {
+                readback: false,
+                report: false,
+            });
             b.tracked = self.tracked.clone();
         }
         // Statements over the per-backend cap are closed.
@@ -791,7 +795,13 @@ impl Session<'_> {
         let sql: std::borrow::Cow<'_, [u8]> = match verdict {
             Verdict::Allow => std::borrow::Cow::Borrowed(sql),
             Verdict::Rewrite(new) => std::borrow::Cow::Owned(new.into_bytes()),
-            Verdict::Deny(err) => return self.refuse(err),
+            Verdict::Deny(err) => {
+                // PostgreSQL drops the unnamed statement before it parses.
+                if name.is_empty() {
+                    self.unnamed = None;
+                }
+                return self.refuse(err);
+            }
         };
         self.touched |= effects.session_settings;
         self.reset_all |= effects.reset_all;
@@ -1023,10 +1033,11 @@ impl Session<'_> {
 
     fn backend_message(&mut self, tag: u8, body: Bytes) -> Result<(), End> {
         let own = self.queue.front().is_some_and(Expect::is_own);
+        let report = matches!(self.queue.front(), Some(Expect::OwnQuery { report: true, .. }));
         match tag {
             // Asynchronous: a notice, a changed setting, a notification.
             b'N' | b'S' => {
-                if !own {
+                if !own || (report && tag == b'S') {
                     forward(&mut self.to_client, tag, &body);
                 }
                 return Ok(());
@@ -1054,7 +1065,7 @@ impl Session<'_> {
         if tag == b'E' {
             return self.error(reply, body);
         }
-        let readback = matches!(head, Expect::OwnQuery { readback: true });
+        let readback = matches!(head, Expect::OwnQuery { readback: true, .. });
         if tag == b'G' {
             self.copy_in_started();
         }
@@ -1216,11 +1227,19 @@ impl Session<'_> {
                     .collect();
                 if let Some(sql) = replay_sql(&changes) {
                     self.to_backend.put_slice(&query_message(&sql));
-                    self.queue.push_back(Expect::OwnQuery { readback: false });
+                    // The client saw RESET ALL's ParameterStatus; it sees
+                    // its startup values come back too.
+                    self.queue.push_back(Expect::OwnQuery {
+                        readback: false,
+                        report: true,
+                    });
                 }
             }
             self.to_backend.put_slice(&query_message(&readback_sql()));
-            self.queue.push_back(Expect::OwnQuery { readback: true });
+            self.queue.push_back(Expect::OwnQuery {
+                readback: true,
+                report: false,
+            });
             return None;
         }
         self.ctx.cancel.set(None);
