@@ -490,18 +490,36 @@ fn tree_json(sql: &str) -> Result<serde_json::Value, String> {
     Ok(v)
 }
 
+/// Every field of a PostgreSQL 18 parse node that is a `ParseLoc` (a byte
+/// offset into the statement text, or -1), as pg_query 18.1 serializes them.
+/// Inserting the channel prefix moves every later node, so these, and only
+/// these, may differ between a statement and its rewrite. The list must be
+/// complete: a location left out (once `list_start`/`list_end` of
+/// `ARRAY[...]`, new in PostgreSQL 18) makes every rewrite with such a node
+/// after the channel a false disagreement. pg_query is pinned (`=18.1.0`);
+/// on an upgrade, take the list again from its `pg_query.proto`
+/// (`grep -E 'int32 \w*(location|_start|_end|_len) ='`).
+const LOCATION_FIELDS: [&str; 11] = [
+    "location",
+    "stmt_location",
+    "stmt_len",
+    "rexpr_list_start",
+    "rexpr_list_end",
+    "list_start",
+    "list_end",
+    "arg_location",
+    "name_location",
+    "payload_location",
+    "conninfo_location",
+];
+
+/// Removes the location fields: only numbers, because one field of that
+/// name is data (`CreateTableSpaceStmt.location` is the directory, a
+/// string) and must still be compared.
 fn strip_locations(v: &mut serde_json::Value) {
     match v {
         serde_json::Value::Object(map) => {
-            for k in [
-                "location",
-                "stmt_location",
-                "stmt_len",
-                "rexpr_list_start",
-                "rexpr_list_end",
-            ] {
-                map.remove(k);
-            }
+            map.retain(|k, val| !(LOCATION_FIELDS.contains(&k.as_str()) && val.is_number()));
             map.values_mut().for_each(strip_locations);
         }
         serde_json::Value::Array(items) => items.iter_mut().for_each(strip_locations),

@@ -242,6 +242,25 @@ fn the_rewrite_oracle_checks_scoping() {
         );
     }
     assert!(oracles::check("notify_rewrite", b"SELECT pg_notify('a', 'b')").is_ok());
+    // Nodes after the channel move by the inserted bytes; only their
+    // locations may differ (`ARRAY[...]` records where `[` and `]` were,
+    // `x IN (...)` where its list was), never their contents.
+    for old in [
+        "SELECT`pg_notify('',(ARRAY[]))",
+        "SELECT pg_notify($1, ARRAY['a', 'b']::text || (x IN (1, 2)))",
+    ] {
+        assert!(oracles::check("notify_rewrite", old.as_bytes()).is_ok(), "{old:?}");
+    }
+    let old = "SELECT pg_notify($1, ARRAY['a', 'b']::text || (x IN (1, 2)))";
+    let scoped = |rest: &str| format!("SELECT pg_notify(('{p}' || ($1\n)), {rest}");
+    assert!(oracles::check_rewrite(old, &scoped("ARRAY['a', 'b']::text || (x IN (1, 2)))")).is_ok());
+    for rest in [
+        "ARRAY['a', 'c']::text || (x IN (1, 2)))",
+        "ARRAY['a']::text || (x IN (1, 2)))",
+        "ARRAY['a', 'b']::text || (x IN (1, 3)))",
+    ] {
+        assert!(oracles::check_rewrite(old, &scoped(rest)).is_err(), "{rest:?}");
+    }
     // The prefix the oracle expects is the guard's (computed independently).
     let scope = pg_tenant_proxy::guard::TenantScope::new(oracles::ORG);
     assert_eq!(scope.scoped_channel("x"), format!("{}x", oracles::ORG_CHANNEL_PREFIX));
