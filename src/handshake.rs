@@ -403,6 +403,20 @@ async fn read_password(stream: &mut Stream) -> Result<String, ClientError> {
     }
 }
 
+/// The startup parameter policy, for the fuzz targets in `fuzz/`. Not a
+/// stable interface.
+#[doc(hidden)]
+pub mod probe {
+    use super::{HandshakePolicy, Params};
+    use crate::error::ClientError;
+
+    /// The policy applied to the parameters of a startup message: (user,
+    /// database, parameters forwarded upstream), or the FATAL refusal.
+    pub fn check_params(raw: Params, policy: &HandshakePolicy) -> Result<(String, String, Params), ClientError> {
+        super::check_params(raw, policy)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -626,6 +626,47 @@ fn replace_marker_error(body: &[u8], refusals: &Refusals) -> Option<Bytes> {
     Some(out.freeze())
 }
 
+/// The client-to-upstream loop over bytes in memory, for the fuzz targets in
+/// `fuzz/`. Not a stable interface.
+#[doc(hidden)]
+pub mod probe {
+    use super::{End, Refusals};
+    use crate::guard::{Guard, TenantScope};
+    use crate::protocol::in_memory::{ready, Chunks};
+
+    /// What the loop sent upstream and how it ended.
+    #[derive(Debug)]
+    pub struct Relayed {
+        /// Every byte written upstream, in order.
+        pub upstream: Vec<u8>,
+        /// Why the loop stopped (the reads running out is `ClientVanished`).
+        pub end: End,
+        /// This run's refusal-marker prefix (random per session).
+        pub marker_prefix: String,
+    }
+
+    /// Runs the client → upstream loop over `chunks` (one client read each)
+    /// until they run out, the client terminates or the session fails.
+    pub fn client_to_upstream(chunks: &[&[u8]], guard: &Guard, scope: &TenantScope, max_message: usize) -> Relayed {
+        let mut reader = Chunks::new(chunks);
+        let mut upstream = Vec::new();
+        let refusals = Refusals::new();
+        let end = ready(super::client_to_upstream(
+            &mut reader,
+            &mut upstream,
+            guard,
+            scope,
+            max_message,
+            &refusals,
+        ));
+        Relayed {
+            upstream,
+            end,
+            marker_prefix: refusals.prefix.clone(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
