@@ -384,6 +384,11 @@ where
                     }
                 }
                 b'X' => {
+                    // Forwarded whole, like the server reads it: a Terminate
+                    // declaring a body waits for it (within the cap).
+                    if !batch.whole(&mut buf, h.total) {
+                        break;
+                    }
                     batch.pos += h.total;
                     terminate = true;
                     break;
@@ -670,6 +675,28 @@ pub mod probe {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn terminate_is_forwarded_only_whole_in_any_reads() {
+        let guard = Guard::new(&crate::guard::GuardConfig::default()).unwrap();
+        let scope = TenantScope::new(uuid::Uuid::from_u128(1));
+        // A Terminate declaring 3 bytes of body: sent whole, in one read or
+        // split at every byte, and the session ends as the client asked.
+        let frame: &[u8] = b"X\0\0\0\x07abc";
+        let bytewise: Vec<&[u8]> = frame.chunks(1).collect();
+        for reads in [vec![frame], vec![&frame[..5], &frame[5..]], bytewise] {
+            let r = probe::client_to_upstream(&reads, &guard, &scope, 1 << 20);
+            assert_eq!(r.upstream, frame);
+            assert!(matches!(r.end, End::ClientClosed), "{:?}", r.end);
+        }
+        // Its body never comes: nothing is forwarded, the client vanished.
+        let r = probe::client_to_upstream(&[&frame[..6]], &guard, &scope, 1 << 20);
+        assert!(r.upstream.is_empty());
+        assert!(matches!(r.end, End::ClientVanished), "{:?}", r.end);
+        // Over the cap it is refused like any frame.
+        let r = probe::client_to_upstream(&[frame], &guard, &scope, 7);
+        assert!(matches!(r.end, End::Fatal(ref e) if e.code == SqlState::ProgramLimitExceeded));
+    }
 
     #[test]
     fn markers_map_back_to_their_refusal_and_skip_discarded_ones() {
