@@ -26,6 +26,26 @@
 //!   every other byte is unchanged, and no channel anywhere in the rewritten
 //!   tree lacks the prefix; an allowed text holds no LISTEN/NOTIFY/UNLISTEN of
 //!   a channel at all.
+//! - `frame`: `peek_header` at every offset reads exactly what the header
+//!   bytes say (lengths below 4 and frames over the cap refused, nothing
+//!   longer than the cap reported); `split_frame` gives the frames an
+//!   independent reading of the layout gives, whole and with a read boundary
+//!   anywhere; the relay's client loop sends the same bytes upstream and ends
+//!   the same way for one read, one byte per read and seeded reads, and when
+//!   it must end the session it has sent nothing of the failing frame.
+//! - `startup`: the startup reader, as the handshake runs it, takes exactly
+//!   one packet (never a byte past it) and reads what the layout says, the
+//!   same in any reads; accepted packets re-encode byte for byte with
+//!   postgres-protocol's frontend encoder; others are refused with the
+//!   error their layout calls for; accepted startup messages pass the
+//!   parameter policy or are refused FATAL with 28000 / 3D000.
+//! - `options`: `parse_options` equals a model of PostgreSQL's
+//!   `pg_split_opts` and its `-c` / `--` switch reading, and the policy
+//!   forwards exactly the settings PostgreSQL would have set (or refuses).
+//! - `jwt_claims`: the organization / user id at a dotted claim path equals
+//!   a JSON Pointer lookup in `serde_json::Value` (objects only) with the
+//!   UUID formats `Uuid::parse_str` documents; a signed token with the same
+//!   claims verifies to exactly those ids or is refused.
 //!
 //! Known limit: a text pg_query's scanner cannot lex (an unterminated quote,
 //! PostgreSQL 16+'s "trailing junk after numeric literal") gives no tokens, so
@@ -36,13 +56,27 @@
 
 use pg_query::protobuf::{KeywordKind, ScanToken, Token};
 use pg_query::NodeEnum;
-use pg_tenant_proxy::error::SqlState;
+use pg_tenant_proxy::auth::jwt::{probe as jwt_probe, AuthError, Verifier};
+use pg_tenant_proxy::config::{JwtConfig, KeySource};
+use pg_tenant_proxy::error::{ClientError, Severity, SqlState};
 use pg_tenant_proxy::guard::probe::{self, Walk};
 use pg_tenant_proxy::guard::{Guard, GuardConfig, TenantScope, Verdict};
+use pg_tenant_proxy::handshake::{probe as handshake_probe, HandshakePolicy};
+use pg_tenant_proxy::protocol::frame::{self, FrameError};
+use pg_tenant_proxy::protocol::startup::{probe as startup_probe, StartupError, StartupPacket};
 use std::sync::OnceLock;
 
 /// The fuzz targets, which are also the corpus directories under `fuzz/corpus/`.
-pub const TARGETS: [&str; 4] = ["fast_path", "first_keyword", "string_continuation", "notify_rewrite"];
+pub const TARGETS: [&str; 8] = [
+    "fast_path",
+    "first_keyword",
+    "string_continuation",
+    "notify_rewrite",
+    "frame",
+    "startup",
+    "options",
+    "jwt_claims",
+];
 
 /// The tenant whose scope the rewrite oracle uses.
 pub const ORG: uuid::Uuid = uuid::Uuid::from_u128(0xaaaa_aaaa_0000_4000_8000_0000_0000_0001);
@@ -58,6 +92,10 @@ pub fn check(target: &str, data: &[u8]) -> Result<(), String> {
         "first_keyword" => first_keyword(data),
         "string_continuation" => string_continuation(data),
         "notify_rewrite" => notify_rewrite(data),
+        "frame" => frame(data),
+        "startup" => startup(data),
+        "options" => options(data),
+        "jwt_claims" => jwt_claims(data),
         other => Err(format!("no oracle named {other}")),
     }
 }
@@ -490,18 +528,36 @@ fn tree_json(sql: &str) -> Result<serde_json::Value, String> {
     Ok(v)
 }
 
+/// Every field of a PostgreSQL 18 parse node that is a `ParseLoc` (a byte
+/// offset into the statement text, or -1), as pg_query 18.1 serializes them.
+/// Inserting the channel prefix moves every later node, so these, and only
+/// these, may differ between a statement and its rewrite. The list must be
+/// complete: a location left out (once `list_start`/`list_end` of
+/// `ARRAY[...]`, new in PostgreSQL 18) makes every rewrite with such a node
+/// after the channel a false disagreement. pg_query is pinned (`=18.1.0`);
+/// on an upgrade, take the list again from its `pg_query.proto`
+/// (`grep -E 'int32 \w*(location|_start|_end|_len) ='`).
+const LOCATION_FIELDS: [&str; 11] = [
+    "location",
+    "stmt_location",
+    "stmt_len",
+    "rexpr_list_start",
+    "rexpr_list_end",
+    "list_start",
+    "list_end",
+    "arg_location",
+    "name_location",
+    "payload_location",
+    "conninfo_location",
+];
+
+/// Removes the location fields: only numbers, because one field of that
+/// name is data (`CreateTableSpaceStmt.location` is the directory, a
+/// string) and must still be compared.
 fn strip_locations(v: &mut serde_json::Value) {
     match v {
         serde_json::Value::Object(map) => {
-            for k in [
-                "location",
-                "stmt_location",
-                "stmt_len",
-                "rexpr_list_start",
-                "rexpr_list_end",
-            ] {
-                map.remove(k);
-            }
+            map.retain(|k, val| !(LOCATION_FIELDS.contains(&k.as_str()) && val.is_number()));
             map.values_mut().for_each(strip_locations);
         }
         serde_json::Value::Array(items) => items.iter_mut().for_each(strip_locations),
@@ -623,4 +679,833 @@ fn no_channel_statement(text: &str) -> Result<(), String> {
         )),
         None => Ok(()),
     }
+}
+
+// -------------------------------------------------------------------- frame
+
+/// Message caps the frame target picks from (the first input byte): the
+/// smallest legal frame, around small frames, and the configured default.
+pub const FRAME_CAPS: [usize; 8] = [5, 6, 9, 16, 40, 64, 300, 1 << 20];
+
+/// Statement limit of the relay's guard in the frame target: small, so Query
+/// and Parse frames over it take the relay's streamed-refusal path.
+pub const RELAY_MAX_STATEMENT_BYTES: usize = 24;
+
+/// What an independent reading of the frame layout (tag, int32 length that
+/// counts itself, body) finds in a byte stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelFrames {
+    /// (tag, body) of each whole frame, in order.
+    pub frames: Vec<(u8, Vec<u8>)>,
+    /// Where reading stopped: the offset of a refused header, or of the
+    /// first incomplete frame (the end of the stream if none).
+    pub stop: usize,
+    /// The refusal at `stop`, if the header there is refused.
+    pub error: Option<FrameError>,
+}
+
+/// The frame layout read from scratch: every frame whose length field is at
+/// least 4 and whose whole size is at most `cap`, until the first header
+/// that is not, or the first frame not all there.
+pub fn model_frames(stream: &[u8], cap: usize) -> ModelFrames {
+    let mut frames = Vec::new();
+    let mut at = 0usize;
+    loop {
+        let Some(header) = stream.get(at..at + 5) else {
+            return ModelFrames {
+                frames,
+                stop: at,
+                error: None,
+            };
+        };
+        let len = i32::from_be_bytes([header[1], header[2], header[3], header[4]]);
+        if len < 4 {
+            return ModelFrames {
+                frames,
+                stop: at,
+                error: Some(FrameError::BadLength(len)),
+            };
+        }
+        let total = i64::from(len) + 1;
+        if total > cap as i64 {
+            let total = total as usize;
+            return ModelFrames {
+                frames,
+                stop: at,
+                error: Some(FrameError::TooLarge { total, max: cap }),
+            };
+        }
+        let end = at + total as usize;
+        let Some(body) = stream.get(at + 5..end) else {
+            return ModelFrames {
+                frames,
+                stop: at,
+                error: None,
+            };
+        };
+        frames.push((header[0], body.to_vec()));
+        at = end;
+    }
+}
+
+/// `peek_header` at `at` against the header bytes there.
+fn peek_header_claims(stream: &[u8], at: usize, cap: usize) -> Result<(), String> {
+    let got = frame::peek_header(stream, at, cap);
+    let want = match stream.get(at..at + 5) {
+        None => Ok(None),
+        Some(h) => {
+            let len = i32::from_be_bytes([h[1], h[2], h[3], h[4]]);
+            let total = i64::from(len) + 1;
+            if len < 4 {
+                Err(FrameError::BadLength(len))
+            } else if total > cap as i64 {
+                Err(FrameError::TooLarge {
+                    total: total as usize,
+                    max: cap,
+                })
+            } else {
+                Ok(Some(frame::Header {
+                    tag: h[0],
+                    total: total as usize,
+                }))
+            }
+        }
+    };
+    if got != want {
+        return Err(format!(
+            "peek_header at {at} (cap {cap}) gave {got:?}, the header says {want:?}: {stream:?}"
+        ));
+    }
+    if let Ok(Some(h)) = got {
+        if h.total < 5 || h.total > cap {
+            return Err(format!("peek_header reported a frame of {} bytes (cap {cap})", h.total));
+        }
+    }
+    Ok(())
+}
+
+/// `split_frame` run over the reads `chunks`, as a reader would: after each
+/// read, every whole frame is taken off. Stops at the first refused header.
+fn split_frames(chunks: &[&[u8]], cap: usize) -> Result<ModelFrames, String> {
+    let mut buf = bytes::BytesMut::new();
+    let mut frames = Vec::new();
+    let mut taken = 0usize;
+    let mut fed = 0usize;
+    for chunk in chunks {
+        buf.extend_from_slice(chunk);
+        fed += chunk.len();
+        loop {
+            match frame::split_frame(&mut buf, cap) {
+                Ok(Some((tag, body))) => {
+                    let total = body.len() + 5;
+                    if total > cap || taken + total > fed {
+                        return Err(format!(
+                            "split_frame gave a frame of {total} bytes at {taken}, with {fed} bytes read (cap {cap})"
+                        ));
+                    }
+                    taken += total;
+                    frames.push((tag, body.to_vec()));
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    return Ok(ModelFrames {
+                        frames,
+                        stop: taken,
+                        error: Some(e),
+                    })
+                }
+            }
+        }
+    }
+    Ok(ModelFrames {
+        frames,
+        stop: taken,
+        error: None,
+    })
+}
+
+/// Read sizes from a seed: 1 to `max` bytes each, covering `len` bytes.
+pub fn chunk_sizes(len: usize, max: u8, seed: u8) -> Vec<usize> {
+    let mut state = u32::from(seed).wrapping_mul(2_654_435_761) | 1;
+    let max = usize::from(max.max(1));
+    let mut out = Vec::new();
+    let mut left = len;
+    while left > 0 {
+        state ^= state << 13;
+        state ^= state >> 17;
+        state ^= state << 5;
+        let n = (1 + state as usize % max).min(left);
+        out.push(n);
+        left -= n;
+    }
+    out
+}
+
+fn chunks_of<'a>(stream: &'a [u8], sizes: &[usize]) -> Vec<&'a [u8]> {
+    let mut out = Vec::with_capacity(sizes.len());
+    let mut at = 0;
+    for n in sizes {
+        out.push(&stream[at..at + n]);
+        at += n;
+    }
+    out
+}
+
+/// The guard the frame target's relay runs: as shipped, no cache, and a
+/// small statement limit.
+fn relay_guard() -> &'static Guard {
+    static GUARD: OnceLock<Guard> = OnceLock::new();
+    GUARD.get_or_init(|| {
+        let cfg = GuardConfig {
+            verdict_cache_entries: 0,
+            max_statement_bytes: RELAY_MAX_STATEMENT_BYTES,
+            ..GuardConfig::default()
+        };
+        match Guard::new(&cfg) {
+            Ok(g) => g,
+            Err(e) => panic!("relay guard configuration refused: {e}"),
+        }
+    })
+}
+
+/// The relay's client-to-upstream loop over `chunks`: the bytes it sent
+/// upstream, its refusal markers replaced by one fixed spelling of the same
+/// length, and how it ended.
+fn relay(chunks: &[&[u8]], cap: usize) -> (Vec<u8>, String) {
+    let r = pg_tenant_proxy::relay::probe::client_to_upstream(chunks, relay_guard(), scope(), cap);
+    let marker = r.marker_prefix.as_bytes();
+    let fixed = "pgtp_refused_".to_owned() + &"x".repeat(marker.len().saturating_sub(14)) + "_";
+    let mut out = r.upstream;
+    if !marker.is_empty() && fixed.len() == marker.len() {
+        let mut i = 0;
+        while i + marker.len() <= out.len() {
+            if &out[i..i + marker.len()] == marker {
+                out[i..i + marker.len()].copy_from_slice(fixed.as_bytes());
+                i += marker.len();
+            } else {
+                i += 1;
+            }
+        }
+    }
+    (out, format!("{:?}", r.end))
+}
+
+/// Client message types the relay accepts; any other ends the session.
+const RELAYED_TAGS: &[u8] = b"QPFXBCdcfDEHS";
+
+/// Where the relay must stop with a FATAL error, if it must: the first frame
+/// (in the model's reading) whose header is refused or whose type is unknown,
+/// unless a Terminate comes first.
+fn relay_fatal_at(stream: &[u8], cap: usize) -> Option<usize> {
+    let m = model_frames(stream, cap);
+    let mut at = 0usize;
+    for (tag, body) in &m.frames {
+        if *tag == b'X' {
+            return None;
+        }
+        if !RELAYED_TAGS.contains(tag) {
+            return Some(at);
+        }
+        at += body.len() + 5;
+    }
+    if m.error.is_some() {
+        return Some(m.stop);
+    }
+    // An incomplete frame: its type counts once its header is all there.
+    match stream.get(m.stop..m.stop + 5) {
+        Some(h) if !RELAYED_TAGS.contains(&h[0]) => Some(m.stop),
+        _ => None,
+    }
+}
+
+/// Target 5: the client frame decoder (`peek_header`, `split_frame`) and the
+/// relay's own splitting of a client stream, at any read boundaries.
+pub fn frame(data: &[u8]) -> Result<(), String> {
+    let Some((&[sel, max_read, seed], stream)) = data.split_first_chunk::<3>() else {
+        return Ok(());
+    };
+    let cap = FRAME_CAPS[usize::from(sel) % FRAME_CAPS.len()];
+    for at in 0..=stream.len() + 1 {
+        peek_header_claims(stream, at, cap)?;
+    }
+    let model = model_frames(stream, cap);
+    let whole = split_frames(&[stream], cap)?;
+    if whole != model {
+        return Err(format!(
+            "split_frame read {whole:?}, the layout is {model:?} (cap {cap}): {stream:?}"
+        ));
+    }
+    for k in 1..stream.len() {
+        let two = split_frames(&[&stream[..k], &stream[k..]], cap)?;
+        if two != model {
+            return Err(format!(
+                "split_frame with a read boundary at {k} read {two:?}, whole {model:?} (cap {cap}): {stream:?}"
+            ));
+        }
+    }
+    let sizes = chunk_sizes(stream.len(), max_read, seed);
+    let seeded = chunks_of(stream, &sizes);
+    let many = split_frames(&seeded, cap)?;
+    if many != model {
+        return Err(format!(
+            "split_frame in reads of {sizes:?} read {many:?}, whole {model:?}: {stream:?}"
+        ));
+    }
+
+    // The relay: the same bytes upstream and the same end for every way the
+    // stream is cut into reads.
+    let (whole_out, whole_end) = relay(&[stream], cap);
+    let bytewise: Vec<&[u8]> = stream.chunks(1).collect();
+    let runs = [
+        ("one byte per read", relay(&bytewise, cap)),
+        ("seeded reads", relay(&seeded, cap)),
+    ];
+    for (how, (_, end)) in &runs {
+        if *end != whole_end {
+            return Err(format!(
+                "relay ended {end} in {how}, {whole_end} in one read: {stream:?}"
+            ));
+        }
+    }
+    match relay_fatal_at(stream, cap) {
+        None => {
+            if whole_end.starts_with("Fatal") {
+                return Err(format!(
+                    "relay ended {whole_end} on frames the layout accepts: {stream:?}"
+                ));
+            }
+            for (how, (out, _)) in &runs {
+                if *out != whole_out {
+                    return Err(format!(
+                        "relay sent {out:?} upstream in {how}, {whole_out:?} in one read: {stream:?}"
+                    ));
+                }
+            }
+        }
+        Some(stop) => {
+            if !whole_end.starts_with("Fatal") {
+                return Err(format!(
+                    "relay ended {whole_end}, but the frame at {stop} must end it: {stream:?}"
+                ));
+            }
+            // Every read before the failing frame was sent; nothing of it or after.
+            let (before, before_end) = relay(&[&stream[..stop]], cap);
+            if before_end.starts_with("Fatal") {
+                return Err(format!(
+                    "relay ended {before_end} on the frames before {stop}: {stream:?}"
+                ));
+            }
+            if runs[0].1 .0 != before {
+                return Err(format!(
+                    "one byte per read, the relay sent {:?} before failing at {stop}, the frames before it give {before:?}: {stream:?}",
+                    runs[0].1 .0
+                ));
+            }
+            for (how, out) in [("one read", &whole_out), ("seeded reads", &runs[1].1 .0)] {
+                if !before.starts_with(out) {
+                    return Err(format!(
+                        "relay sent {out:?} in {how}, more than the frames before {stop} give ({before:?}): {stream:?}"
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+// ------------------------------------------------------------------ startup
+
+/// What a startup-phase packet should read as, from the protocol's layout
+/// and the proxy's documented limits; written without the parser's code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum ModelPacket {
+    /// The stream ends before the packet does.
+    Eof,
+    BadLength(u32),
+    Malformed,
+    Unsupported(u16, u16),
+    Accepted(StartupPacket),
+}
+
+/// The body's parameter list: `name\0value\0`... then `\0`, as fields
+/// between NULs: n1, v1, ..., nk, vk, "", "" (the final NUL ends the last
+/// field). Names non-empty, at most 64 pairs, UTF-8, names unique.
+fn model_params(rest: &[u8]) -> Option<Vec<(String, String)>> {
+    if rest.last() != Some(&0) {
+        return None;
+    }
+    let fields: Vec<&[u8]> = rest.split(|b| *b == 0).collect();
+    let k = fields.len().checked_sub(2)? / 2;
+    if fields.len() != 2 * k + 2 || !fields[2 * k].is_empty() || !fields[2 * k + 1].is_empty() || k > 64 {
+        return None;
+    }
+    let mut params: Vec<(String, String)> = Vec::new();
+    for pair in fields[..2 * k].chunks(2) {
+        let name = std::str::from_utf8(pair[0]).ok()?;
+        let value = std::str::from_utf8(pair[1]).ok()?;
+        if name.is_empty() || params.iter().any(|(n, _)| n == name) {
+            return None;
+        }
+        params.push((name.to_owned(), value.to_owned()));
+    }
+    Some(params)
+}
+
+fn model_packet(stream: &[u8]) -> (ModelPacket, usize) {
+    let Some(len) = stream.first_chunk::<4>().map(|l| u32::from_be_bytes(*l)) else {
+        return (ModelPacket::Eof, stream.len());
+    };
+    if !(8..=10_000).contains(&len) {
+        return (ModelPacket::BadLength(len), 4);
+    }
+    let len = len as usize;
+    let Some(packet) = stream.get(..len) else {
+        return (ModelPacket::Eof, stream.len());
+    };
+    let code = u32::from_be_bytes([packet[4], packet[5], packet[6], packet[7]]);
+    let rest = &packet[8..];
+    let read = match code {
+        80_877_103 if rest.is_empty() => ModelPacket::Accepted(StartupPacket::SslRequest),
+        80_877_104 if rest.is_empty() => ModelPacket::Accepted(StartupPacket::GssEncRequest),
+        80_877_103 | 80_877_104 => ModelPacket::Malformed,
+        80_877_102 if (8..=260).contains(&rest.len()) => ModelPacket::Accepted(StartupPacket::Cancel {
+            pid: i32::from_be_bytes([rest[0], rest[1], rest[2], rest[3]]),
+            secret: rest[4..].to_vec(),
+        }),
+        80_877_102 => ModelPacket::Malformed,
+        _ if code >> 16 != 3 => ModelPacket::Unsupported((code >> 16) as u16, code as u16),
+        _ => match model_params(rest) {
+            Some(params) => ModelPacket::Accepted(StartupPacket::Startup {
+                major: 3,
+                minor: code as u16,
+                params,
+            }),
+            None => ModelPacket::Malformed,
+        },
+    };
+    (read, len)
+}
+
+/// The bytes of an accepted packet, written by postgres-protocol's
+/// frontend encoder (a cancel key longer than 4 bytes, of protocol 3.2,
+/// and GSSENCRequest, which it has no encoder for, by hand).
+fn encode_packet(p: &StartupPacket) -> Result<Vec<u8>, String> {
+    use postgres_protocol::message::frontend;
+    let mut buf = bytes::BytesMut::new();
+    match p {
+        StartupPacket::SslRequest => frontend::ssl_request(&mut buf),
+        StartupPacket::GssEncRequest => buf.extend_from_slice(&[0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x30]),
+        StartupPacket::Cancel { pid, secret } if secret.len() == 4 => {
+            let key = i32::from_be_bytes([secret[0], secret[1], secret[2], secret[3]]);
+            frontend::cancel_request(*pid, key, &mut buf);
+        }
+        StartupPacket::Cancel { pid, secret } => {
+            let len = u32::try_from(12 + secret.len()).map_err(|e| e.to_string())?;
+            buf.extend_from_slice(&len.to_be_bytes());
+            buf.extend_from_slice(&80_877_102u32.to_be_bytes());
+            buf.extend_from_slice(&pid.to_be_bytes());
+            buf.extend_from_slice(secret);
+        }
+        StartupPacket::Startup { major, minor, params } => {
+            frontend::startup_message(params.iter().map(|(k, v)| (k.as_str(), v.as_str())), &mut buf)
+                .map_err(|e| e.to_string())?;
+            let version = (u32::from(*major) << 16 | u32::from(*minor)).to_be_bytes();
+            buf[4..8].copy_from_slice(&version);
+        }
+    }
+    Ok(buf.to_vec())
+}
+
+/// The handshake's policy, with the default pass-through list.
+pub fn handshake_policy() -> &'static HandshakePolicy {
+    static POLICY: OnceLock<HandshakePolicy> = OnceLock::new();
+    POLICY.get_or_init(|| HandshakePolicy {
+        tls: None,
+        allow_plaintext_from: vec![],
+        databases: vec!["app".into()],
+        passthrough: pg_tenant_proxy::config::DEFAULT_PASSTHROUGH_PARAMETERS
+            .iter()
+            .map(|s| s.to_ascii_lowercase())
+            .collect(),
+        setting_limits: match pg_tenant_proxy::guard::SettingLimits::new(None) {
+            Ok(l) => l,
+            Err(e) => panic!("default setting limits refused: {e}"),
+        },
+    })
+}
+
+/// A refusal of the startup parameter policy is FATAL, with the SQLSTATE
+/// PostgreSQL uses for it.
+fn proper_policy_refusal(e: &ClientError) -> Result<(), String> {
+    if e.severity == Severity::Fatal
+        && matches!(e.code, SqlState::InvalidAuthorization | SqlState::InvalidCatalogName)
+        && !e.message.is_empty()
+    {
+        Ok(())
+    } else {
+        Err(format!("startup parameters refused with {e:?}"))
+    }
+}
+
+/// Target 6: the startup-phase packet reader (as the handshake reads a
+/// socket), against the layout read from scratch and postgres-protocol's
+/// encoder; accepted startup messages go on through the parameter policy.
+pub fn startup(data: &[u8]) -> Result<(), String> {
+    let Some((&mode, rest)) = data.split_first() else {
+        return Ok(());
+    };
+    let mut stream = rest.to_vec();
+    // Odd modes write the real length into the length field, so that most
+    // inputs reach the body.
+    if mode & 1 == 1 && stream.len() >= 4 {
+        let len = u32::try_from(stream.len()).unwrap_or(u32::MAX);
+        stream[..4].copy_from_slice(&len.to_be_bytes());
+    }
+    let (got, consumed) = startup_probe::read_packet(&[&stream]);
+    let sizes = chunk_sizes(stream.len(), mode >> 1, mode);
+    let (again, consumed_again) = startup_probe::read_packet(&chunks_of(&stream, &sizes));
+    if format!("{got:?}") != format!("{again:?}") || consumed != consumed_again {
+        return Err(format!(
+            "read_packet gave {got:?} ({consumed} bytes) in one read, {again:?} ({consumed_again}) in reads of {sizes:?}: {stream:?}"
+        ));
+    }
+    let (want, want_consumed) = model_packet(&stream);
+    if consumed != want_consumed {
+        return Err(format!(
+            "read_packet took {consumed} bytes, the packet is {want_consumed} ({want:?}): {stream:?}"
+        ));
+    }
+    match (&want, &got) {
+        (ModelPacket::Eof, Err(StartupError::Io(e))) if e.kind() == std::io::ErrorKind::UnexpectedEof => {}
+        (ModelPacket::BadLength(w), Err(StartupError::BadLength(g))) if w == g => {}
+        (ModelPacket::Malformed, Err(StartupError::Malformed(m))) if !m.is_empty() => {}
+        (ModelPacket::Unsupported(a, b), Err(StartupError::UnsupportedProtocol(c, d))) if (a, b) == (c, d) => {}
+        (ModelPacket::Accepted(w), Ok(g)) if w == g => {
+            let encoded = encode_packet(g)?;
+            if encoded != stream[..consumed] {
+                return Err(format!(
+                    "{g:?} encodes as {encoded:?}, read from {:?}",
+                    &stream[..consumed]
+                ));
+            }
+            if let StartupPacket::Startup { params, .. } = g {
+                if let Err(e) = handshake_probe::check_params(params.clone(), handshake_policy()) {
+                    proper_policy_refusal(&e)?;
+                }
+            }
+        }
+        _ => {
+            return Err(format!(
+                "read_packet gave {got:?}, the layout says {want:?}: {stream:?}"
+            ))
+        }
+    }
+    if let Err(e) = &got {
+        if e.to_string().is_empty() {
+            return Err(format!("{e:?} has no message"));
+        }
+    }
+    Ok(())
+}
+
+// ------------------------------------------------------------------ options
+
+/// C's `isspace` in the C locale (and for ASCII in every locale glibc has).
+fn c_isspace(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r')
+}
+
+/// PostgreSQL's `pg_split_opts` (src/backend/utils/init/postinit.c), byte
+/// for byte: skip spaces; a word runs to the next space not escaped by a
+/// backslash; a backslash is dropped and the byte after it kept as is (a
+/// trailing one is dropped, and still makes a word, possibly empty).
+pub fn pg_split_opts(opts: &[u8]) -> Vec<Vec<u8>> {
+    let mut argv = Vec::new();
+    let mut i = 0usize;
+    while i < opts.len() {
+        while i < opts.len() && c_isspace(opts[i]) {
+            i += 1;
+        }
+        if i == opts.len() {
+            break;
+        }
+        let mut s = Vec::new();
+        let mut last_was_escape = false;
+        while i < opts.len() {
+            if c_isspace(opts[i]) && !last_was_escape {
+                break;
+            }
+            if !last_was_escape && opts[i] == b'\\' {
+                last_was_escape = true;
+            } else {
+                last_was_escape = false;
+                s.push(opts[i]);
+            }
+            i += 1;
+        }
+        argv.push(s);
+    }
+    argv
+}
+
+/// The settings PostgreSQL takes from a startup `options` string made only
+/// of `-c name=value` / `-cname=value` / `--name=value` switches: its
+/// getopt reads `-c` with the rest of the word or else the next word as the
+/// argument, `--` alone ends the switches (a word after it is an error),
+/// `--x` is switch `-` with argument `x`; `ParseLongOption` splits at the
+/// first `=` (none: an error) and turns `-` into `_` in the name. `None`:
+/// PostgreSQL refuses the string, or it holds another switch (which the
+/// proxy refuses).
+pub fn model_options(opts: &[u8]) -> Option<Vec<(String, String)>> {
+    let argv = pg_split_opts(opts);
+    let mut out = Vec::new();
+    let mut i = 0usize;
+    while i < argv.len() {
+        let w = &argv[i];
+        let arg: &[u8] = if w.as_slice() == b"--" {
+            return (i + 1 == argv.len()).then_some(out);
+        } else if w.as_slice() == b"-c" {
+            i += 1;
+            argv.get(i)?
+        } else {
+            // Anything else is another switch or a stray word.
+            w.strip_prefix(b"-c").or_else(|| w.strip_prefix(b"--"))?
+        };
+        let eq = arg.iter().position(|b| *b == b'=')?;
+        let name: Vec<u8> = arg[..eq].iter().map(|b| if *b == b'-' { b'_' } else { *b }).collect();
+        if name.is_empty() {
+            return None; // No setting has an empty name.
+        }
+        out.push((
+            String::from_utf8(name).ok()?,
+            String::from_utf8(arg[eq + 1..].to_vec()).ok()?,
+        ));
+        i += 1;
+    }
+    Some(out)
+}
+
+/// Target 7: the startup `options` string, against PostgreSQL's splitting
+/// and switch reading, and what the parameter policy forwards from it.
+pub fn options(data: &[u8]) -> Result<(), String> {
+    // A startup parameter is a NUL-terminated UTF-8 string: no NUL inside.
+    let Ok(text) = std::str::from_utf8(data) else {
+        return Ok(());
+    };
+    if text.contains('\0') {
+        return Ok(());
+    }
+    let got = pg_tenant_proxy::handshake::parse_options(text);
+    let want = model_options(data);
+    if got != want {
+        return Err(format!(
+            "parse_options read {got:?}, PostgreSQL reads {want:?}: {text:?}"
+        ));
+    }
+    let raw = vec![
+        ("user".to_owned(), "u".to_owned()),
+        ("database".to_owned(), "app".to_owned()),
+        ("options".to_owned(), text.to_owned()),
+    ];
+    match handshake_probe::check_params(raw, handshake_policy()) {
+        Err(e) => proper_policy_refusal(&e),
+        Ok((_, _, forwarded)) => {
+            let Some(pairs) = want else {
+                return Err(format!(
+                    "options PostgreSQL refuses were accepted, forwarding {forwarded:?}: {text:?}"
+                ));
+            };
+            // What the server would have set, last one winning, minus the
+            // two settings the proxy pins (accepted only when restating it).
+            let mut expected = std::collections::BTreeMap::new();
+            for (k, v) in pairs {
+                let k = k.to_ascii_lowercase();
+                if k != "client_encoding" && k != "standard_conforming_strings" {
+                    expected.insert(k, v);
+                }
+            }
+            let sent: std::collections::BTreeMap<String, String> = forwarded.iter().cloned().collect();
+            if sent.len() != forwarded.len() || sent != expected {
+                return Err(format!(
+                    "options {text:?} forwarded {forwarded:?}, PostgreSQL would set {expected:?}"
+                ));
+            }
+            match forwarded
+                .iter()
+                .find(|(k, _)| !handshake_policy().passthrough.contains(k))
+            {
+                Some((k, _)) => Err(format!("forwarded {k:?}, which is not passed through: {text:?}")),
+                None => Ok(()),
+            }
+        }
+    }
+}
+
+// --------------------------------------------------------------- jwt_claims
+
+/// The UUID formats `Uuid::parse_str` documents: 32 hex digits; 8-4-4-4-12
+/// hex digits with hyphens; that in braces; or after `urn:uuid:` (the
+/// prefix in any case). Hex digits in either case.
+pub fn model_uuid(s: &str) -> Option<u128> {
+    let hyphenated = |h: &str| -> Option<String> {
+        let b = h.as_bytes();
+        if b.len() != 36 || [8, 13, 18, 23].iter().any(|i| b[*i] != b'-') {
+            return None;
+        }
+        Some(h.replace('-', ""))
+    };
+    let digits = if s.len() == 32 {
+        s.to_owned()
+    } else if let Some(inner) = s.strip_prefix('{').and_then(|t| t.strip_suffix('}')) {
+        hyphenated(inner)?
+    } else if s.len() == 45 && s.as_bytes()[..9].eq_ignore_ascii_case(b"urn:uuid:") {
+        hyphenated(&s[9..])?
+    } else {
+        hyphenated(s)?
+    };
+    if digits.len() != 32 || !digits.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    u128::from_str_radix(&digits, 16).ok()
+}
+
+/// What a claim path should give, by JSON Pointer: every prefix of the path
+/// must name an object (arrays are not indexed), the last key the value.
+#[derive(Debug, PartialEq, Eq)]
+enum ModelClaim {
+    Absent,
+    Id(u128),
+    Refused,
+}
+
+fn model_claim(claims: &serde_json::Value, name: &str) -> ModelClaim {
+    let mut pointer = String::new();
+    for key in name.split('.') {
+        if !claims.pointer(&pointer).is_some_and(serde_json::Value::is_object) {
+            return ModelClaim::Absent;
+        }
+        pointer.push('/');
+        pointer.push_str(&key.replace('~', "~0").replace('/', "~1"));
+    }
+    match claims.pointer(&pointer) {
+        None | Some(serde_json::Value::Null) => ModelClaim::Absent,
+        Some(serde_json::Value::String(s)) if s.len() <= 64 => match model_uuid(s) {
+            Some(0) | None => ModelClaim::Refused,
+            Some(id) => ModelClaim::Id(id),
+        },
+        Some(_) => ModelClaim::Refused,
+    }
+}
+
+fn claim_agrees(got: &Result<Option<uuid::Uuid>, AuthError>, want: &ModelClaim) -> bool {
+    match (got, want) {
+        (Ok(None), ModelClaim::Absent) => true,
+        (Ok(Some(id)), ModelClaim::Id(w)) => id.as_u128() == *w,
+        (Err(AuthError::NotAllowed(m)), ModelClaim::Refused) => !m.is_empty(),
+        _ => false,
+    }
+}
+
+/// Claim paths the end-to-end check verifies tokens with: (organization,
+/// user).
+pub const VERIFIER_CLAIMS: [(&str, &str); 2] = [
+    ("organization_id", "sub"),
+    ("app_metadata.organization_id", "pgtp.user_id"),
+];
+
+/// An HMAC secret for the end-to-end check (test material, not a key).
+const FUZZ_SECRET: &str = "fuzz-only-hmac-secret-0123456789abcdef";
+
+fn verifiers() -> &'static Vec<Verifier> {
+    static VERIFIERS: OnceLock<Vec<Verifier>> = OnceLock::new();
+    VERIFIERS.get_or_init(|| {
+        let path = std::env::temp_dir().join(format!("pgtp-fuzz-jwt-secret-{}", std::process::id()));
+        if let Err(e) = std::fs::write(&path, FUZZ_SECRET) {
+            panic!("cannot write {}: {e}", path.display());
+        }
+        let built = VERIFIER_CLAIMS
+            .iter()
+            .map(|(org, user)| {
+                let cfg = JwtConfig {
+                    key: KeySource::SecretFile(path.clone()),
+                    issuers: vec![],
+                    audiences: vec![],
+                    leeway_secs: 0,
+                    algorithms: vec![],
+                    organization_claim: (*org).to_owned(),
+                    user_claim: (*user).to_owned(),
+                    require_user: false,
+                    max_ttl_secs: 0,
+                };
+                match Verifier::new(&cfg) {
+                    Ok(v) => v,
+                    Err(e) => panic!("verifier refused: {e}"),
+                }
+            })
+            .collect();
+        let _ = std::fs::remove_file(&path);
+        built
+    })
+}
+
+/// Target 8: the organization and user ids read from token claims, at a
+/// dotted claim path, against JSON Pointer lookups in `serde_json::Value`;
+/// and, end to end, a signed token with those claims through the verifier.
+/// Input: the claim path, a newline, the claims JSON.
+pub fn jwt_claims(data: &[u8]) -> Result<(), String> {
+    let split = data.iter().position(|b| *b == b'\n').unwrap_or(data.len());
+    let Ok(name) = std::str::from_utf8(&data[..split]) else {
+        return Ok(());
+    };
+    // The token's claims decode as jsonwebtoken decodes them.
+    let Ok(mut claims) = serde_json::from_slice::<serde_json::Value>(data.get(split + 1..).unwrap_or_default()) else {
+        return Ok(());
+    };
+    let got = jwt_probe::uuid_claim(&claims, name);
+    let want = model_claim(&claims, name);
+    if !claim_agrees(&got, &want) {
+        return Err(format!(
+            "claim {name:?} read as {got:?}, the claims say {want:?}: {claims}"
+        ));
+    }
+    let Some(map) = claims.as_object_mut() else {
+        return Ok(());
+    };
+    // A token the verifier accepts but for its ids: valid for an hour, no nbf.
+    let now = pg_tenant_proxy::auth::jwt::unix_now();
+    map.insert("exp".into(), (now + 3600).into());
+    map.remove("nbf");
+    let token = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(FUZZ_SECRET.as_bytes()),
+    )
+    .map_err(|e| format!("cannot sign {claims}: {e}"))?;
+    // jsonwebtoken reads `sub` as a string for its own checks and cannot
+    // decode claims where it is an object or array (RFC 7519 makes it a
+    // string): such a token is refused as malformed, whichever claims the
+    // ids come from.
+    let sub_undecodable = claims.get("sub").is_some_and(|s| s.is_object() || s.is_array());
+    for (verifier, (org, user)) in verifiers().iter().zip(VERIFIER_CLAIMS) {
+        let got = verifier.verify_at(&token, now);
+        let want = match (model_claim(&claims, org), model_claim(&claims, user)) {
+            (ModelClaim::Id(o), ModelClaim::Id(u)) => Some((o, Some(u))),
+            (ModelClaim::Id(o), ModelClaim::Absent) => Some((o, None)),
+            _ => None,
+        };
+        let agrees = match (&got, want) {
+            (got, _) if sub_undecodable => matches!(got, Err(AuthError::InvalidToken(_))),
+            (Ok(id), Some((o, u))) => {
+                id.organization_id.as_u128() == o && id.user_id.map(|u| u.as_u128()) == u && id.expires_at == now + 3600
+            }
+            (Err(AuthError::NotAllowed(m)), None) => !m.is_empty(),
+            _ => false,
+        };
+        if !agrees {
+            return Err(format!(
+                "token with claims {claims} ({org:?}, {user:?}) verified as {got:?}"
+            ));
+        }
+    }
+    Ok(())
 }

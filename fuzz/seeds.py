@@ -2,13 +2,17 @@
 """Writes the seed corpora under fuzz/corpus/<target>/ (run from anywhere).
 
 Every byte and construct PostgreSQL's lexer (scan.l) treats specially, plus
-the bodies of tests/guard_corpus/attacks.sql and must_pass.sql. Files are
-named seed-<sha1 prefix>, so re-running only adds what is missing. Inputs the
-fuzzer found are added next to them by hand (see docs/fuzzing.md)."""
+the bodies of tests/guard_corpus/attacks.sql and must_pass.sql; and for the
+protocol targets, the edge cases of frames, startup packets, `options`
+strings and token claims. Files are named seed-<sha1 prefix>, so re-running
+only adds what is missing; `seeds.py frame startup` writes only those
+targets. Inputs the fuzzer found are added next to them by hand (see
+docs/fuzzing.md)."""
 import hashlib, os, re, sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TARGETS = ["fast_path", "first_keyword", "string_continuation", "notify_rewrite"]
+TARGETS = ["fast_path", "first_keyword", "string_continuation", "notify_rewrite",
+           "frame", "startup", "options", "jwt_claims"]
 ORG_B = b"bbbbbbbb-0000-4000-8000-000000000002"
 
 def corpus_bodies(name):
@@ -105,6 +109,148 @@ def write(target, inputs):
             n += 1
     print(f"{target}: {n} new seeds ({len(os.listdir(d))} files)")
 
-for t in TARGETS:
-    extra = notify if t == "notify_rewrite" else []
-    write(t, constructs + extra + attacks + must_pass + ([] if extra else notify[:8]))
+import struct
+
+# --- frame: [cap selector, largest read, read seed] + client byte stream.
+def msg(tag, body=b"", length=None):
+    n = len(body) + 4 if length is None else length
+    return bytes([tag]) + struct.pack(">i", n) + body
+
+def parse_msg(sql, name=b"", types=()):
+    return msg(ord("P"), name + b"\0" + sql + b"\0" + struct.pack(">h", len(types)) + b"".join(struct.pack(">i", t) for t in types))
+
+streams = []
+for t in b"QPFXBCdcfDEHSpZ\0\xff":
+    streams += [msg(t), msg(t, b"x\0"), msg(t, b"abc") + msg(ord("S"))]
+streams += [
+    msg(ord("Q"), b"SELECT 1\0"), msg(ord("Q"), b"SET ROLE postgres\0"), msg(ord("Q"), b"LISTEN x\0"),
+    msg(ord("Q"), b"SELECT pg_notify('a', 'b')\0"), msg(ord("Q"), b"SELECT 1"), msg(ord("Q"), b"SELECT 1\0\0"),
+    msg(ord("Q"), b"SELECT 'a long statement over the limit'\0"), msg(ord("Q"), b"x" * 200 + b"\0"),
+    parse_msg(b"SELECT $1", b"s1", (23,)), parse_msg(b"SET ROLE x"), parse_msg(b"SELECT 1", types=(1, 2)),
+    parse_msg(b"SELECT 'a statement longer than the limit'"),
+    msg(ord("P"), b"\0SELECT 1\0\xff\xff"), msg(ord("P"), b"\0SELECT 1\0\0\x01"), msg(ord("P"), b"no nul"),
+    msg(ord("F"), b"\0\0\0\x01\0\0\0\0\0\0"),
+    parse_msg(b"SELECT $1") + msg(ord("B"), b"\0\0\0\0\0\x01\0\0\0\x011\0\0") + msg(ord("D"), b"P\0")
+    + msg(ord("E"), b"\0\0\0\0\0") + msg(ord("S")),
+    msg(ord("X")), msg(ord("X")) + msg(ord("Q"), b"SELECT 1\0"), msg(ord("X"), b"tail"),
+    msg(ord("X"), length=100), msg(ord("X"), b"ab", length=64), msg(ord("S")) + msg(ord("X"), length=9),
+    msg(ord("d"), b"copy data"), msg(ord("d"), length=1000) + b"partial", msg(ord("B"), length=70000)[:40],
+    msg(ord("Q"), length=1 << 20), msg(ord("Q"), b"SELECT 1", length=1 << 20),
+    msg(ord("S")) + msg(ord("Z")), msg(ord("S")) + b"\x00", msg(ord("S")) + b"S\0\0",
+]
+for n in [0, 1, 2, 3, 4, 5, -1, -4, -(1 << 31), (1 << 31) - 1, 1 << 20, (1 << 20) - 1, (1 << 20) + 1]:
+    streams += [msg(ord("Q"), length=n), msg(ord("S")) + msg(ord("B"), length=n)]
+for cap in [5, 6, 9, 16, 40, 64, 300]:
+    streams += [msg(ord("S"), b"x" * (cap - 5)), msg(ord("S"), b"x" * (cap - 4)), msg(ord("Q"), b"y" * (cap - 6) + b"\0")]
+frame_inputs = []
+for i, st in enumerate(streams):
+    for sel, mx, seed in [(7, 0, 0), (7, 1, 1), (i % 8, 3, i), ((i + 3) % 8, 64, 7 * i), (6, 7, 255 - i % 256)]:
+        frame_inputs.append(bytes([sel, mx, seed % 256]) + st)
+
+# --- startup: [mode] + stream; odd modes write the real length first.
+def packet(body):
+    return struct.pack(">I", len(body) + 4) + body
+
+def startup_body(params, version=3 << 16):
+    b = struct.pack(">I", version)
+    for k, v in params:
+        b += k + b"\0" + v + b"\0"
+    return b + b"\0"
+
+packets = [
+    packet(struct.pack(">I", 80877103)), packet(struct.pack(">I", 80877104)),
+    packet(struct.pack(">I", 80877103) + b"x"), packet(struct.pack(">I", 80877104) + b"\0"),
+    packet(struct.pack(">IiI", 80877102, 42, 7)), packet(struct.pack(">Ii", 80877102, 42) + b"abc"),
+    packet(struct.pack(">Ii", 80877102, 42) + b"k" * 256), packet(struct.pack(">Ii", 80877102, 42) + b"k" * 257),
+    packet(struct.pack(">I", 80877102)), packet(struct.pack(">Ii", 80877102, -1) + b"\0" * 32),
+    packet(startup_body([])), packet(startup_body([(b"user", b"app")])),
+    packet(startup_body([(b"user", b"app"), (b"database", b"app"), (b"application_name", b"psql")])),
+    packet(startup_body([(b"user", b"u"), (b"options", b"-c statement_timeout=5s --search-path=a,b")])),
+    packet(startup_body([(b"user", b"u"), (b"options", b"-c role=postgres")])),
+    packet(startup_body([(b"user", b"u"), (b"client_encoding", b"UTF8"), (b"_pq_.x", b"1")], 3 << 16 | 2)),
+    packet(startup_body([(b"user", b"u")], 3 << 16 | 0xffff)), packet(startup_body([(b"user", b"u")], 2 << 16)),
+    packet(startup_body([(b"user", b"u")], 4 << 16)), packet(struct.pack(">I", 1234 << 16 | 5681)),
+    packet(startup_body([(b"p%d" % i, b"v") for i in range(64)])),
+    packet(startup_body([(b"p%d" % i, b"v") for i in range(65)])),
+    packet(startup_body([(b"user", b"a"), (b"user", b"b")])), packet(startup_body([(b"user", b"")])),
+    packet(startup_body([(b"us\xffer", b"a")])), packet(startup_body([(b"user", b"\xc3")])),
+    packet(startup_body([(b"user", b"a")])[:-1]), packet(startup_body([(b"user", b"a")]) + b"x"),
+    packet(struct.pack(">I", 3 << 16) + b"user\0a\0\0\0"), packet(struct.pack(">I", 3 << 16) + b"user\0\0"),
+    packet(struct.pack(">I", 3 << 16) + b"user"), packet(struct.pack(">I", 3 << 16) + b"\0\0"),
+    packet(struct.pack(">I", 3 << 16) + b"\0x\0"), packet(startup_body([(b"user", b"x" * 9000)])),
+    packet(startup_body([(b"user", b"x" * 9991)])), packet(startup_body([(b"user", b"x" * 9992)])),
+    packet(struct.pack(">I", 80877103)) + packet(startup_body([(b"user", b"u")])),
+    packet(startup_body([(b"user", b"u")])) + b"\x16\x03\x01",
+]
+for n in [0, 1, 4, 7, 8, 9, 10000, 10001, 0x7FFFFFFF, 0xFFFFFFFF]:
+    packets += [struct.pack(">I", n) + struct.pack(">I", 3 << 16) + b"user\0u\0\0", struct.pack(">I", n)]
+packets += [b"", b"\0", b"\0\0\0", b"\0\0\0\x10\0\x03\0\0user"]
+startup_inputs = []
+for i, pk in enumerate(packets):
+    for mode in [0, 1, 2 + 2 * (i % 16), 3 + 2 * (i % 16), 255]:
+        startup_inputs.append(bytes([mode]) + pk)
+
+# --- options: the startup `options` string.
+option_strings = [
+    "-c application_name=a\\ b", "-cfoo=1", "-c", "-c noequals", "-X", "-c client_encoding=UTF8",
+    "--client_encoding=unicode -c application_name=x", "-c statement_timeout=5s --search-path=a,b",
+    "-c role=postgres", "-c app.current_organization_id=x", "-c client_encoding=SJIS",
+    "-c standard_conforming_strings=off", "--standard-conforming-strings=on", "-c a=b=c", "-c a=",
+    "--", "-c a=1 --", "-- -c a=1", "-c --", "---a=b", "--a-b=c", "-c-a=b", "-c =x", "--=x", "-", "foo",
+    "-c a=1 foo", "-e", "-s", "-B 100", "-sc a=1", "-d 5", "-c a=1 -c a=2", "-c A=1 -c a=2",
+    "\\", "\\ ", "-c a=b\\", "-c a=1 \\", "-c \\", "\\-c a=1", "-\\c a=1", "-c a\\=1",
+    "-c application_name=x\\\\y", "-c application_name=\\é", "-c application_name=é", "\u00a0-c a=1",
+    "-c\u00a0a=1", "-c a=\u2028", "-c application_name=x\x0b--statement_timeout=0",
+    "-c application_name=x\x0b-c role=postgres", "-c application_name=x\x0c--role=postgres",
+    "-c application_name=x\r--search_path=a", "-c application_name=x\\\x0b--role=postgres",
+    "-c a=1\0-c b=2", "-c search_path=\"$user\",public", "-c application_name='quoted value'",
+    " ".join(["-c a%d=%d" % (i, i) for i in range(100)]), "-c " + "x" * 300 + "=1",
+    "-c statement_timeout=0", "-c lock_timeout=1h", "-c work_mem=1TB", "-c TimeZone=UTC",
+    "--DateStyle=ISO,MDY", "-c extra_float_digits=3", "-c intervalstyle=iso_8601",
+]
+for sep in [" ", "\t", "\n", "\x0b", "\x0c", "\r", "  ", " \t\x0b "]:
+    for body in ["-c{s}application_name=x", "{s}-c application_name=x{s}", "-c a=1{s}-c b=2",
+                 "--search_path=a{s}--application_name=b", "-c a=x\\{s}y", "-c a=x\\\\{s}-c b=y",
+                 "-c{s}{s}search_path=a", "--statement-timeout=5s{s}--", "-c a=1{s}--{s}"]:
+        option_strings.append(body.format(s=sep))
+# Each with a leading space, a trailing backslash and a trailing vertical tab.
+option_strings += [v for o in option_strings[:60] for v in (" " + o, o + "\\", o + "\x0b")]
+options_inputs = [o.encode("utf-8", "surrogatepass") for o in option_strings]
+
+# --- jwt_claims: claim path, newline, claims JSON.
+U = "11111111-2222-4333-8444-555555555555"
+uuid_forms = [U, U.upper(), "{" + U + "}", "urn:uuid:" + U, "URN:UUID:" + U, U.replace("-", ""),
+              "{" + U.replace("-", "") + "}", "00000000-0000-0000-0000-000000000000", "f" * 8 + "-ffff" * 3 + "-" + "f" * 12,
+              U[:-1], U + "0", U.replace("-", "", 1) + "-", " " + U, U + " ", "g" + U[1:], U.replace("-", "_"),
+              "x" * 65, "a" * 64, "urn:uuid:{" + U + "}", "{urn:uuid:" + U + "}", "\u0031" + U[1:]]
+claim_names = ["organization_id", "sub", "app_metadata.organization_id", "pgtp.user_id", "a.b.c", "", ".",
+               "a..b", "a.", ".a", "~0", "a/b", "0", "a.0", "é", "a~1b", "x.y"]
+claims_bodies = []
+for f in uuid_forms:
+    v = '"' + f + '"'
+    claims_bodies += ['{"organization_id": %s, "sub": %s}' % (v, v),
+                      '{"app_metadata": {"organization_id": %s}, "pgtp": {"user_id": %s}}' % (v, v)]
+for v in ["null", "1", "true", "[]", "{}", '["%s"]' % U, '{"id": "%s"}' % U, "1.5e300", '""', "-0"]:
+    claims_bodies += ['{"organization_id": %s, "sub": %s}' % (v, v),
+                      '{"app_metadata": {"organization_id": %s}, "pgtp": %s}' % (v, v)]
+claims_bodies += [
+    '{"organization_id": "%s", "organization_id": "%s"}' % (U, U.replace("1", "9")),
+    '{"app_metadata": ["%s"]}' % U, '{"app_metadata": {"0": "%s"}, "a": ["%s"]}' % (U, U),
+    '{"a": {"b": {"c": "%s"}}, "a.b.c": "x", "": {"": "%s"}, "~0": "%s", "a/b": "%s"}' % (U, U, U, U),
+    '{"a": {"": {"b": "%s"}}, "x": {"y": null}, "é": "%s", "a~1b": "%s"}' % (U, U, U),
+    '["%s"]' % U, '"%s"' % U, "1", "null", "{", '{"a": 1} x', "",
+    '{"organization_id": "%s", "exp": "soon", "nbf": 9999999999, "iss": 1, "aud": {}}' % U,
+    '{"organization_id": "%s", "sub": "not-a-uuid"}' % U, '{"sub": "%s"}' % U,
+    "[" * 130 + "]" * 130, '{"a":' * 60 + '"%s"' % U + "}" * 60,
+]
+jwt_inputs = [(n + "\n" + b).encode() for n in claim_names for b in claims_bodies[:12]]
+jwt_inputs += [(claim_names[i % len(claim_names)] + "\n" + b).encode() for i, b in enumerate(claims_bodies)]
+jwt_inputs += [("organization_id\n" + b).encode() for b in claims_bodies]
+
+generated = {"frame": frame_inputs, "startup": startup_inputs, "options": options_inputs, "jwt_claims": jwt_inputs}
+for t in (sys.argv[1:] or TARGETS):
+    if t in generated:
+        write(t, generated[t])
+    else:
+        extra = notify if t == "notify_rewrite" else []
+        write(t, constructs + extra + attacks + must_pass + ([] if extra else notify[:8]))

@@ -325,29 +325,16 @@ fn check_params(raw: Vec<(String, String)>, policy: &HandshakePolicy) -> Result<
 }
 
 /// Parses libpq `options` (`-c name=value`, `--name=value`, backslash escapes)
-/// into pairs. `None` if it holds anything else.
+/// into pairs, as PostgreSQL reads them. `None` if it holds anything else
+/// (another switch, a stray word, a setting without `=`).
 pub fn parse_options(s: &str) -> Option<Vec<(String, String)>> {
-    let mut words = Vec::new();
-    let mut cur = String::new();
-    let mut chars = s.chars();
-    while let Some(c) = chars.next() {
-        match c {
-            '\\' => cur.push(chars.next()?),
-            c if c.is_ascii_whitespace() => {
-                if !cur.is_empty() {
-                    words.push(std::mem::take(&mut cur));
-                }
-            }
-            c => cur.push(c),
-        }
-    }
-    if !cur.is_empty() {
-        words.push(cur);
-    }
     let mut out = Vec::new();
-    let mut it = words.into_iter();
+    let mut it = split_options(s).into_iter();
     while let Some(w) = it.next() {
-        let setting = if w == "-c" {
+        let setting = if w == "--" {
+            // getopt's end of switches: PostgreSQL refuses any word after it.
+            return it.next().is_none().then_some(out);
+        } else if w == "-c" {
             it.next()?
         } else if let Some(rest) = w.strip_prefix("-c") {
             rest.to_owned()
@@ -363,6 +350,34 @@ pub fn parse_options(s: &str) -> Option<Vec<(String, String)>> {
         out.push((k.replace('-', "_"), v.to_owned()));
     }
     Some(out)
+}
+
+/// The words of an `options` string, split as PostgreSQL's `pg_split_opts`
+/// splits them: at C `isspace` bytes (space, tab, LF, vertical tab, form
+/// feed, CR) unless escaped; a backslash is dropped and the character after
+/// it kept as is; a trailing backslash is dropped and still ends a word,
+/// possibly an empty one.
+fn split_options(s: &str) -> Vec<String> {
+    let is_space = |c: char| matches!(c, ' ' | '\t' | '\n' | '\x0b' | '\x0c' | '\r');
+    let mut words = Vec::new();
+    let mut chars = s.chars().peekable();
+    loop {
+        while chars.next_if(|c| is_space(*c)).is_some() {}
+        if chars.peek().is_none() {
+            return words;
+        }
+        let mut word = String::new();
+        let mut escaped = false;
+        while let Some(c) = chars.next_if(|c| escaped || !is_space(*c)) {
+            if !escaped && c == '\\' {
+                escaped = true;
+            } else {
+                escaped = false;
+                word.push(c);
+            }
+        }
+        words.push(word);
+    }
 }
 
 /// Reads the PasswordMessage ('p') that answers AuthenticationCleartextPassword.
@@ -400,6 +415,20 @@ async fn read_password(stream: &mut Stream) -> Result<String, ClientError> {
             )
         }),
         _ => Err(bad("malformed password message")),
+    }
+}
+
+/// The startup parameter policy, for the fuzz targets in `fuzz/`. Not a
+/// stable interface.
+#[doc(hidden)]
+pub mod probe {
+    use super::{HandshakePolicy, Params};
+    use crate::error::ClientError;
+
+    /// The policy applied to the parameters of a startup message: (user,
+    /// database, parameters forwarded upstream), or the FATAL refusal.
+    pub fn check_params(raw: Params, policy: &HandshakePolicy) -> Result<(String, String, Params), ClientError> {
+        super::check_params(raw, policy)
     }
 }
 
@@ -534,6 +563,30 @@ mod tests {
         assert_eq!(parse_options("-cfoo=1"), Some(p(&[("foo", "1")])));
         assert_eq!(parse_options("-c"), None);
         assert_eq!(parse_options("-c noequals"), None);
+    }
+
+    #[test]
+    fn parse_options_splits_words_as_postgres_does() {
+        // Every C isspace byte separates words, vertical tab included: this
+        // is two settings, not one application_name holding the second.
+        assert_eq!(
+            parse_options("-c application_name=x\x0b--statement_timeout=0"),
+            Some(p(&[("application_name", "x"), ("statement_timeout", "0")]))
+        );
+        assert_eq!(parse_options("\x0b-c\x0ca=1\r"), Some(p(&[("a", "1")])));
+        // An escaped one does not.
+        assert_eq!(parse_options("-c a=x\\\x0by"), Some(p(&[("a", "x\x0by")])));
+        // A trailing backslash is dropped; alone it still makes a word, an
+        // empty one, which is not a switch.
+        assert_eq!(parse_options("-c a=b\\"), Some(p(&[("a", "b")])));
+        assert_eq!(parse_options("-c a=1 \\"), None);
+        assert_eq!(parse_options("-c \\"), None);
+        // A bare `--` ends the switches; a word after it is refused.
+        assert_eq!(parse_options("-c a=1 --"), Some(p(&[("a", "1")])));
+        assert_eq!(parse_options("--"), Some(vec![]));
+        assert_eq!(parse_options("-c a=1 -- -c b=2"), None);
+        assert_eq!(parse_options("-c --"), None);
+        assert_eq!(parse_options("---a=b"), Some(p(&[("_a", "b")])));
     }
 
     #[test]

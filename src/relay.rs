@@ -297,6 +297,11 @@ where
                     }
                 }
                 b'X' => {
+                    // Forwarded whole, like the server reads it: a Terminate
+                    // declaring a body waits for it (within the cap).
+                    if !batch.whole(&mut buf, h.total) {
+                        break;
+                    }
                     batch.pos += h.total;
                     terminate = true;
                     break;
@@ -391,5 +396,74 @@ where
             return End::Io(format!("client write: {e}"));
         }
         crate::metrics::relayed(Direction::UpstreamToClient, consumed);
+    }
+}
+
+/// The client-to-upstream loop over bytes in memory, for the fuzz targets in
+/// `fuzz/`. Not a stable interface.
+#[doc(hidden)]
+pub mod probe {
+    use super::{End, Refusals};
+    use crate::guard::{Guard, TenantScope};
+    use crate::protocol::in_memory::{ready, Chunks};
+
+    /// What the loop sent upstream and how it ended.
+    #[derive(Debug)]
+    pub struct Relayed {
+        /// Every byte written upstream, in order.
+        pub upstream: Vec<u8>,
+        /// Why the loop stopped (the reads running out is `ClientVanished`).
+        pub end: End,
+        /// This run's refusal-marker prefix (random per session).
+        pub marker_prefix: String,
+    }
+
+    /// Runs the client → upstream loop over `chunks` (one client read each)
+    /// until they run out, the client terminates or the session fails.
+    pub fn client_to_upstream(chunks: &[&[u8]], guard: &Guard, scope: &TenantScope, max_message: usize) -> Relayed {
+        let mut reader = Chunks::new(chunks);
+        let mut upstream = Vec::new();
+        let refusals = Refusals::new();
+        let end = ready(super::client_to_upstream(
+            &mut reader,
+            &mut upstream,
+            guard,
+            scope,
+            max_message,
+            &refusals,
+        ));
+        Relayed {
+            upstream,
+            end,
+            marker_prefix: refusals.prefix.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::SqlState;
+
+    #[test]
+    fn terminate_is_forwarded_only_whole_in_any_reads() {
+        let guard = Guard::new(&crate::guard::GuardConfig::default()).unwrap();
+        let scope = TenantScope::new(uuid::Uuid::from_u128(1));
+        // A Terminate declaring 3 bytes of body: sent whole, in one read or
+        // split at every byte, and the session ends as the client asked.
+        let frame: &[u8] = b"X\0\0\0\x07abc";
+        let bytewise: Vec<&[u8]> = frame.chunks(1).collect();
+        for reads in [vec![frame], vec![&frame[..5], &frame[5..]], bytewise] {
+            let r = probe::client_to_upstream(&reads, &guard, &scope, 1 << 20);
+            assert_eq!(r.upstream, frame);
+            assert!(matches!(r.end, End::ClientClosed), "{:?}", r.end);
+        }
+        // Its body never comes: nothing is forwarded, the client vanished.
+        let r = probe::client_to_upstream(&[&frame[..6]], &guard, &scope, 1 << 20);
+        assert!(r.upstream.is_empty());
+        assert!(matches!(r.end, End::ClientVanished), "{:?}", r.end);
+        // Over the cap it is refused like any frame.
+        let r = probe::client_to_upstream(&[frame], &guard, &scope, 7);
+        assert!(matches!(r.end, End::Fatal(ref e) if e.code == SqlState::ProgramLimitExceeded));
     }
 }

@@ -31,7 +31,7 @@ pub(crate) const MAX_PENDING_REFUSALS: usize = 1024;
 /// back gets [`refusal_details_dropped`], never the server's raw 42601.
 pub(crate) struct Refusals {
     /// Marker prefix unique to this session, e.g. `pgtp_refused_1f2e…_`.
-    prefix: String,
+    pub(crate) prefix: String,
     /// Number of the next marker.
     next: AtomicUsize,
     /// Every marker below this number has come back or was discarded.

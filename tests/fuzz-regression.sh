@@ -9,7 +9,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 SECONDS_EACH=${PGTP_FUZZ_SECONDS:-12}
-TARGETS=(fast_path first_keyword string_continuation notify_rewrite)
+TARGETS=(fast_path first_keyword string_continuation notify_rewrite frame startup options jwt_claims)
 SCRATCH=$(mktemp -d)
 trap 'rm -rf "$SCRATCH"' EXIT
 
@@ -25,8 +25,12 @@ for t in "${TARGETS[@]}"; do
     exit 1
   fi
   mkdir -p "$SCRATCH/$t"
+  case "$t" in
+    frame | startup | options | jwt_claims) dict=fuzz/protocol.dict ;;
+    *) dict=fuzz/sql.dict ;;
+  esac
   if ! cargo +nightly fuzz run -s none "$t" "$SCRATCH/$t" "fuzz/corpus/$t" -- \
-    -dict=fuzz/sql.dict -max_len=512 -max_total_time="$SECONDS_EACH" -print_final_stats=1 \
+    -dict="$dict" -max_len=512 -max_total_time="$SECONDS_EACH" -print_final_stats=1 \
     >"$SCRATCH/$t.log" 2>&1; then
     echo "fuzz: $t found a disagreement:" >&2
     grep -E "disagreement|panicked" -A3 "$SCRATCH/$t.log" >&2 || tail -40 "$SCRATCH/$t.log" >&2

@@ -242,7 +242,208 @@ fn the_rewrite_oracle_checks_scoping() {
         );
     }
     assert!(oracles::check("notify_rewrite", b"SELECT pg_notify('a', 'b')").is_ok());
+    // Nodes after the channel move by the inserted bytes; only their
+    // locations may differ (`ARRAY[...]` records where `[` and `]` were,
+    // `x IN (...)` where its list was), never their contents.
+    for old in [
+        "SELECT`pg_notify('',(ARRAY[]))",
+        "SELECT pg_notify($1, ARRAY['a', 'b']::text || (x IN (1, 2)))",
+    ] {
+        assert!(oracles::check("notify_rewrite", old.as_bytes()).is_ok(), "{old:?}");
+    }
+    let old = "SELECT pg_notify($1, ARRAY['a', 'b']::text || (x IN (1, 2)))";
+    let scoped = |rest: &str| format!("SELECT pg_notify(('{p}' || ($1\n)), {rest}");
+    assert!(oracles::check_rewrite(old, &scoped("ARRAY['a', 'b']::text || (x IN (1, 2)))")).is_ok());
+    for rest in [
+        "ARRAY['a', 'c']::text || (x IN (1, 2)))",
+        "ARRAY['a']::text || (x IN (1, 2)))",
+        "ARRAY['a', 'b']::text || (x IN (1, 3)))",
+    ] {
+        assert!(oracles::check_rewrite(old, &scoped(rest)).is_err(), "{rest:?}");
+    }
     // The prefix the oracle expects is the guard's (computed independently).
     let scope = pg_tenant_proxy::guard::TenantScope::new(oracles::ORG);
     assert_eq!(scope.scoped_channel("x"), format!("{}x", oracles::ORG_CHANNEL_PREFIX));
+}
+
+/// The protocol targets' seeds reach what their oracles judge: whole frames
+/// and each refusal, accepted packets of every kind, accepted and refused
+/// `options`, ids found and refused in claims.
+#[test]
+fn the_protocol_corpora_exercise_every_claim() {
+    use pg_tenant_proxy::protocol::startup::{probe as startup_probe, StartupPacket};
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus");
+    let read = |target: &str| -> Vec<Vec<u8>> {
+        std::fs::read_dir(root.join(target))
+            .unwrap()
+            .map(|e| std::fs::read(e.unwrap().path()).unwrap())
+            .collect()
+    };
+    let (mut whole, mut bad, mut large) = (0, 0, 0);
+    for d in read("frame") {
+        let Some((&[sel, ..], stream)) = d.split_first_chunk::<3>() else {
+            continue;
+        };
+        let m = oracles::model_frames(
+            stream,
+            oracles::FRAME_CAPS[usize::from(sel) % oracles::FRAME_CAPS.len()],
+        );
+        whole += usize::from(!m.frames.is_empty());
+        match m.error {
+            Some(pg_tenant_proxy::protocol::frame::FrameError::BadLength(_)) => bad += 1,
+            Some(pg_tenant_proxy::protocol::frame::FrameError::TooLarge { .. }) => large += 1,
+            None => {}
+        }
+    }
+    assert!(
+        whole >= 100 && bad >= 20 && large >= 20,
+        "frames {whole}, bad lengths {bad}, too large {large}"
+    );
+    let mut kinds = std::collections::BTreeMap::new();
+    for d in read("startup") {
+        let Some((_, stream)) = d.split_first() else { continue };
+        let kind = match startup_probe::read_packet(&[stream]).0 {
+            Ok(StartupPacket::Startup { .. }) => "startup",
+            Ok(StartupPacket::SslRequest) => "ssl",
+            Ok(StartupPacket::GssEncRequest) => "gss",
+            Ok(StartupPacket::Cancel { .. }) => "cancel",
+            Err(_) => "refused",
+        };
+        *kinds.entry(kind).or_insert(0) += 1;
+    }
+    for (kind, min) in [("startup", 20), ("ssl", 3), ("gss", 3), ("cancel", 5), ("refused", 50)] {
+        assert!(kinds.get(kind).copied().unwrap_or(0) >= min, "{kinds:?}");
+    }
+    let opts = read("options");
+    let accepted = opts
+        .iter()
+        .filter(|o| oracles::model_options(o).is_some_and(|p| !p.is_empty()))
+        .count();
+    let refused = opts.iter().filter(|o| oracles::model_options(o).is_none()).count();
+    assert!(
+        accepted >= 50 && refused >= 50,
+        "options accepted {accepted}, refused {refused}"
+    );
+    let (mut found, mut refused) = (0, 0);
+    for d in read("jwt_claims") {
+        let split = d.iter().position(|b| *b == b'\n').unwrap_or(d.len());
+        let (Ok(name), Ok(claims)) = (
+            std::str::from_utf8(&d[..split]),
+            serde_json::from_slice::<serde_json::Value>(d.get(split + 1..).unwrap_or_default()),
+        ) else {
+            continue;
+        };
+        match pg_tenant_proxy::auth::jwt::probe::uuid_claim(&claims, name) {
+            Ok(Some(_)) => found += 1,
+            Err(_) => refused += 1,
+            Ok(None) => {}
+        }
+    }
+    assert!(found >= 20 && refused >= 20, "claims found {found}, refused {refused}");
+}
+
+/// The `options` parser before it split words as PostgreSQL does: Rust's
+/// ASCII whitespace (no vertical tab), and a trailing backslash refused.
+fn old_parse_options(s: &str) -> Option<Vec<(String, String)>> {
+    let mut words = Vec::new();
+    let mut cur = String::new();
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => cur.push(chars.next()?),
+            c if c.is_ascii_whitespace() => {
+                if !cur.is_empty() {
+                    words.push(std::mem::take(&mut cur));
+                }
+            }
+            c => cur.push(c),
+        }
+    }
+    if !cur.is_empty() {
+        words.push(cur);
+    }
+    let mut out = Vec::new();
+    let mut it = words.into_iter();
+    while let Some(w) = it.next() {
+        let setting = if w == "-c" {
+            it.next()?
+        } else if let Some(rest) = w.strip_prefix("-c") {
+            rest.to_owned()
+        } else if let Some(rest) = w.strip_prefix("--") {
+            rest.to_owned()
+        } else {
+            return None;
+        };
+        let (k, v) = setting.split_once('=')?;
+        if k.is_empty() {
+            return None;
+        }
+        out.push((k.replace('-', "_"), v.to_owned()));
+    }
+    Some(out)
+}
+
+#[test]
+fn the_protocol_oracles_know_postgres_and_reject_old_answers() {
+    // pg_split_opts and getopt, by known answers.
+    let words = |s: &[u8]| oracles::pg_split_opts(s);
+    assert_eq!(
+        words(b" a\x0bb\\ c\\\\ \\"),
+        vec![b"a".to_vec(), b"b c\\".to_vec(), b"".to_vec()]
+    );
+    let pairs = |v: &[(&str, &str)]| {
+        Some(
+            v.iter()
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .collect::<Vec<_>>(),
+        )
+    };
+    assert_eq!(
+        oracles::model_options(b"-c a=1\x0b--b-c=2"),
+        pairs(&[("a", "1"), ("b_c", "2")])
+    );
+    assert_eq!(oracles::model_options(b"-ca=b=c --"), pairs(&[("a", "b=c")]));
+    for refused in [&b"-c"[..], b"-e", b"foo", b"-c a", b"-- x", b"-c =1", b"-c a=1 \\"] {
+        assert_eq!(oracles::model_options(refused), None, "{refused:?}");
+    }
+    // The old parser's answers are caught (vertical tab, trailing backslash).
+    let old = [
+        "-c application_name=x\x0b--statement_timeout=0",
+        "-c a=b\\",
+        "-c a=1 --",
+    ];
+    for text in old {
+        assert_ne!(
+            old_parse_options(text),
+            oracles::model_options(text.as_bytes()),
+            "{text:?}"
+        );
+        assert!(oracles::check("options", text.as_bytes()).is_ok(), "{text:?}");
+    }
+    // The frame layout, and a relay that forwarded an incomplete Terminate
+    // would be caught: the one-read and byte-wise runs must agree.
+    let m = oracles::model_frames(b"S\0\0\0\x04Q\0\0\0\x02", 64);
+    assert_eq!(m.frames, vec![(b'S', vec![])]);
+    assert_eq!(m.stop, 5);
+    assert!(oracles::check("frame", b"\x07\x01\x00X\0\0\0\x07ab").is_ok());
+    assert!(oracles::check("frame", b"\x07\x01\x00S\0\0\0\x04X\0\0\0\x04Q\0\0\0\x02").is_ok());
+    // UUID spellings Uuid::parse_str takes, and ones it does not.
+    let u = 0x1111_1111_2222_4333_8444_5555_5555_5555u128;
+    for s in [
+        "11111111-2222-4333-8444-555555555555",
+        "111111112222433384445555555555 55",
+        "{11111111-2222-4333-8444-555555555555}",
+        "Urn:UUID:11111111-2222-4333-8444-555555555555",
+        "11111111222243338444555555555555",
+    ] {
+        let want = (!s.contains(' ')).then_some(u);
+        assert_eq!(oracles::model_uuid(s), want, "{s:?}");
+        assert_eq!(uuid::Uuid::parse_str(s).ok().map(|x| x.as_u128()), want, "{s:?}");
+    }
+    for s in [
+        "{11111111222243338444555555555555}",
+        "urn:uuid:{11111111-2222-4333-8444-555555555555}",
+    ] {
+        assert_eq!(oracles::model_uuid(s), None, "{s:?}");
+    }
 }

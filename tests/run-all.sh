@@ -6,7 +6,7 @@
 #      fuzz corpora replayed on stable through the fuzz oracles
 #      (tests/fuzz_corpus.rs);
 #   2. a short run of the fuzz targets on their committed corpora
-#      (tests/fuzz-regression.sh, about a minute) when `cargo +nightly` and
+#      (tests/fuzz-regression.sh, about two minutes) when `cargo +nightly` and
 #      cargo-fuzz are installed; without them, step 1's stable replay is the
 #      only corpus check, and this script says so;
 #   3. the psql isolation suite (tests/isolation/run.sh);

@@ -226,8 +226,8 @@ impl Verifier {
         };
         Ok(Verifier {
             keys,
-            org_path: cfg.organization_claim.split('.').map(str::to_owned).collect(),
-            user_path: cfg.user_claim.split('.').map(str::to_owned).collect(),
+            org_path: claim_path(&cfg.organization_claim),
+            user_path: claim_path(&cfg.user_claim),
             cfg: cfg.clone(),
         })
     }
@@ -371,6 +371,11 @@ fn header_names_crit(token: &str) -> bool {
         .is_some_and(|h| h.contains_key("crit"))
 }
 
+/// The object keys of a dotted claim path (`app_metadata.organization_id`).
+fn claim_path(name: &str) -> Vec<String> {
+    name.split('.').map(str::to_owned).collect()
+}
+
 /// Reads a claim at a dotted path that must be a string holding a non-nil UUID.
 fn uuid_claim(claims: &Value, path: &[String], name: &str) -> Result<Option<Uuid>, AuthError> {
     let mut v = claims;
@@ -416,6 +421,18 @@ pub fn unix_now() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
+}
+
+/// The claim lookup, for the fuzz targets in `fuzz/`. Not a stable interface.
+#[doc(hidden)]
+pub mod probe {
+    use super::{AuthError, Uuid, Value};
+
+    /// The UUID at the configured claim path `name` of decoded `claims`, as
+    /// [`Verifier`](super::Verifier) reads the organization and user ids.
+    pub fn uuid_claim(claims: &Value, name: &str) -> Result<Option<Uuid>, AuthError> {
+        super::uuid_claim(claims, &super::claim_path(name), name)
+    }
 }
 
 #[cfg(test)]

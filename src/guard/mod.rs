@@ -364,7 +364,9 @@ fn to_verdict(c: Cached) -> (Verdict, Effects) {
 /// tenant-scoped form, and the channel argument of each of the `calls`
 /// `pg_notify()` calls with the prefixed one; every other byte of the message
 /// is kept. The result is parsed again and every `pg_notify()` call in it
-/// must begin its channel with the prefix, or the message is refused.
+/// must begin its channel with the prefix, and its protobuf tree must decode
+/// within the same nesting limit as the original's, or the message is
+/// refused.
 fn rewrite(
     text: &str,
     parsed: &pg_query::protobuf::ParseResult,
@@ -410,8 +412,20 @@ fn rewrite(
     }
     let rest = text.get(copied..).ok_or_else(refusal::internal)?;
     out.push_str(rest);
-    if calls > 0 && !notify::all_pg_notify_scoped(&out, &scope.prefix, calls, parsed.stmts.len()) {
-        return Err(refusal::internal());
+    if calls > 0 {
+        if !notify::all_pg_notify_scoped(&out, &scope.prefix, calls, parsed.stmts.len()) {
+            return Err(refusal::internal());
+        }
+        // Each channel argument is now two levels deeper. The original was
+        // read into the protobuf tree within its decoder's nesting limit
+        // (deeper originals are refused above as too deep); what is sent
+        // must be readable the same way, so a call nested right at the limit
+        // is refused, not sent deeper than the proxy's rewrite path can read.
+        match parse::parse(&out) {
+            Ok(_) => {}
+            Err(parse::ParseError::TooDeep) => return Err(refusal::too_deep()),
+            Err(_) => return Err(refusal::internal()),
+        }
     }
     Ok(out)
 }

@@ -231,6 +231,41 @@ fn deep_expressions_up_to_the_limit_pass_deeper_ones_are_refused() {
     );
 }
 
+#[test]
+fn pg_notify_rewrites_are_never_deeper_than_the_rewrite_path_reads() {
+    // Each prefix `+` nests the channel argument one level deeper; the
+    // rewrite adds two more. Whatever is sent must decode into the protobuf
+    // tree the rewrite path reads; an argument right at that limit is
+    // refused as too deep, not sent deeper.
+    let g = guard();
+    let s = scope();
+    let mut refused_only_after_the_rewrite = 0;
+    for n in 0..120 {
+        let sql = format!("SELECT pg_notify({}x, 'p')", "+".repeat(n));
+        match g.check_query(sql.as_bytes(), &s) {
+            Verdict::Rewrite(new) => {
+                assert!(parse::parse(&new).is_ok(), "{n}: {new:?}");
+                assert!(
+                    new.contains(&format!("('{}' || ({}x\n))", s.scoped_channel(""), "+".repeat(n))),
+                    "{new:?}"
+                );
+            }
+            Verdict::Deny(e) => {
+                assert_eq!(e.code, SqlState::ProgramLimitExceeded, "{n}: {e:?}");
+                if parse::parse(&sql).is_ok() {
+                    refused_only_after_the_rewrite += 1;
+                }
+            }
+            Verdict::Allow => panic!("{n}: pg_notify allowed unscoped"),
+        }
+    }
+    assert!(refused_only_after_the_rewrite > 0);
+    assert!(matches!(
+        g.check_query(b"SELECT pg_notify(+++x, 'p')", &s),
+        Verdict::Rewrite(_)
+    ));
+}
+
 /// Statements of many node kinds beyond the two corpora, for the check that
 /// the C writer and the protobuf tree agree.
 const NODE_KINDS: &[&str] = &[

@@ -148,6 +148,22 @@ fn parse_params(mut rest: &[u8]) -> Result<Vec<(String, String)>, StartupError> 
     }
 }
 
+/// The startup reader over bytes in memory, for the fuzz targets in
+/// `fuzz/`. Not a stable interface.
+#[doc(hidden)]
+pub mod probe {
+    use super::{StartupError, StartupPacket};
+    use crate::protocol::in_memory::{ready, Chunks};
+
+    /// [`read_packet`](super::read_packet) over `chunks` (one socket read
+    /// each), as the handshake reads a client; with how many bytes it took.
+    pub fn read_packet(chunks: &[&[u8]]) -> (Result<StartupPacket, StartupError>, usize) {
+        let mut io = Chunks::new(chunks);
+        let r = ready(super::read_packet(&mut io));
+        (r, io.consumed)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

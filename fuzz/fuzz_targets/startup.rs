@@ -1,0 +1,11 @@
+//! Fuzz target `startup`: see `fuzz/oracles.rs` for what it checks.
+#![no_main]
+
+#[path = "../oracles.rs"]
+mod oracles;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    if let Err(e) = oracles::startup(data) {
+        panic!("startup disagreement: {e}");
+    }
+});
