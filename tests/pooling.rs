@@ -611,3 +611,41 @@ async fn one_organization_cannot_take_every_backend() {
     let (rows, _a2) = waiting.await.unwrap();
     assert_eq!(rows, ["a-agent-1", "a-agent-2"]);
 }
+
+#[tokio::test]
+async fn statement_names_behave_as_in_postgresql() {
+    use common::wire::*;
+    use tokio::io::AsyncWriteExt;
+    let p = pooled("1").await;
+    let mut s = authenticated_socket(&p).await;
+    let parse = |name: &[u8]| {
+        msg(b'P', |m| {
+            m.extend_from_slice(name);
+            m.extend_from_slice(b"\0SELECT 1\0\0\0");
+        })
+    };
+    let sync = msg(b'S', |_| {});
+    // A second Parse of the same name: 42P05, as PostgreSQL answers.
+    let mut out = bytes::BytesMut::new();
+    out.extend_from_slice(&parse(b"s1"));
+    out.extend_from_slice(&sync);
+    out.extend_from_slice(&parse(b"s1"));
+    out.extend_from_slice(&sync);
+    s.write_all(&out).await.unwrap();
+    assert_eq!(tags(&read_until_ready(&mut s).await), b"1Z");
+    let second = read_until_ready(&mut s).await;
+    assert_eq!(tags(&second), b"EZ");
+    assert_eq!(error_code(&second[0].1), "42P05");
+    // Binding a name never prepared: 26000; after Close, the name is free.
+    let mut out = bytes::BytesMut::new();
+    out.extend_from_slice(&msg(b'B', |m| m.extend_from_slice(b"\0nope\0\0\0\0\0\0\0")));
+    out.extend_from_slice(&sync);
+    out.extend_from_slice(&msg(b'C', |m| m.extend_from_slice(b"Ss1\0")));
+    out.extend_from_slice(&parse(b"s1"));
+    out.extend_from_slice(&sync);
+    s.write_all(&out).await.unwrap();
+    let bound = read_until_ready(&mut s).await;
+    assert_eq!(tags(&bound), b"EZ");
+    assert_eq!(error_code(&bound[0].1), "26000");
+    assert_eq!(tags(&read_until_ready(&mut s).await), b"31Z");
+}

@@ -880,7 +880,7 @@ impl Session<'_> {
                 String::from_utf8_lossy(name)
             )
         };
-        self.refuse(ClientError::error(SqlState::UndefinedPreparedStatement, msg))
+        self.refuse(ClientError::error(SqlState::UndefinedPreparedStatement, msg).with_class("prepared_statement"))
     }
 
     fn bind(&mut self, frame: &Bytes, body: &[u8]) -> Result<(), End> {
