@@ -11,7 +11,9 @@
 //!   prefilter (`plainly_safe`) passes a text, the full parse and walk allow it
 //!   or find it unparsable; `one_plain_statement` texts are one statement;
 //!   every statement the prefilter passed starts with one of its keywords as
-//!   PostgreSQL's scanner reads it ([`first_keyword_claim`]).
+//!   PostgreSQL's scanner reads it ([`first_keyword_claim`]). The same holds
+//!   for the guard of transaction pool mode, whose walk must moreover report
+//!   no session effect for what its parse-free paths pass ([`pooled_claims`]).
 //! - `first_keyword`: `starts_with_query_keyword` is true only if the first
 //!   token PostgreSQL's scanner reads (after comments and `(`) is a keyword of
 //!   `query_keywords()`, and no byte before it is read as whitespace by
@@ -60,7 +62,7 @@ use pg_tenant_proxy::auth::jwt::{probe as jwt_probe, AuthError, Verifier};
 use pg_tenant_proxy::config::{JwtConfig, KeySource};
 use pg_tenant_proxy::error::{ClientError, Severity, SqlState};
 use pg_tenant_proxy::guard::probe::{self, Walk};
-use pg_tenant_proxy::guard::{Guard, GuardConfig, TenantScope, Verdict};
+use pg_tenant_proxy::guard::{Effects, Guard, GuardConfig, TenantScope, Verdict};
 use pg_tenant_proxy::handshake::{probe as handshake_probe, HandshakePolicy};
 use pg_tenant_proxy::protocol::frame::{self, FrameError};
 use pg_tenant_proxy::protocol::startup::{probe as startup_probe, StartupError, StartupPacket};
@@ -115,6 +117,21 @@ pub fn guard() -> &'static Guard {
     })
 }
 
+/// The guard of transaction pool mode, without the verdict cache.
+pub fn pooled_guard() -> &'static Guard {
+    static GUARD: OnceLock<Guard> = OnceLock::new();
+    GUARD.get_or_init(|| {
+        let cfg = GuardConfig {
+            verdict_cache_entries: 0,
+            ..GuardConfig::default()
+        };
+        match Guard::for_mode(&cfg, true) {
+            Ok(g) => g,
+            Err(e) => panic!("default guard configuration refused: {e}"),
+        }
+    })
+}
+
 fn scope() -> &'static TenantScope {
     static SCOPE: OnceLock<TenantScope> = OnceLock::new();
     SCOPE.get_or_init(|| TenantScope::new(ORG))
@@ -131,7 +148,33 @@ pub fn fast_path(data: &[u8]) -> Result<(), String> {
             other => Err(format!("invalid UTF-8 {data:?} was not refused with 22021: {other:?}")),
         };
     };
-    fast_path_claims(text, probe::one_plain_statement(text), probe::plainly_safe(text))
+    fast_path_claims(text, probe::one_plain_statement(text), probe::plainly_safe(text))?;
+    pooled_claims(
+        text,
+        probe::one_plain_statement_pooled(text),
+        probe::plainly_safe_pooled(text),
+    )
+}
+
+/// Transaction pool mode: what its parse-free paths pass, its walk allows
+/// with no session effect (or finds unparsable), so nothing that would
+/// outlive the transaction, and no tracked setting, skips the walk.
+pub fn pooled_claims(text: &str, one: bool, many: bool) -> Result<(), String> {
+    if !one && !many {
+        return Ok(());
+    }
+    match probe::walk(pooled_guard(), text) {
+        Walk::Unparsable => Ok(()),
+        Walk::Allow => match probe::walk_effects(pooled_guard(), text) {
+            Some(e) if e == Effects::default() => Ok(()),
+            other => Err(format!(
+                "pooled prefilter passed (one={one}, many={many}) a text with session effects {other:?}: {text:?}"
+            )),
+        },
+        other => Err(format!(
+            "pooled prefilter passed (one={one}, many={many}) but the pooled walk says {other:?}: {text:?}"
+        )),
+    }
 }
 
 /// The oracle, with the prefilter's answers passed in so tests can check it

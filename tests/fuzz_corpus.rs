@@ -182,6 +182,19 @@ fn each_oracle_rejects_the_old_screens_answers() {
     assert!(oracles::fast_path_claims("SELECT 1; SELECT 2", true, false).is_err());
     assert!(oracles::fast_path_claims("SELECT 1; SET ROLE x", false, true).is_err());
     assert!(oracles::check("fast_path", bypass.as_bytes()).is_ok());
+    // Transaction pool mode: state that outlives the transaction, or a
+    // tracked setting, on the parse-free path is a disagreement.
+    for text in [
+        "SELECT 1 AS a INTO TEMP t",
+        "DECLARE c CURSOR WITH HOLD FOR SELECT 1",
+        "DISCARD ALL",
+        "EXECUTE p",
+    ] {
+        assert!(oracles::pooled_claims(text, true, false).is_err(), "{text:?}");
+        assert!(oracles::check("fast_path", text.as_bytes()).is_ok(), "{text:?}");
+    }
+    assert!(oracles::pooled_claims("SELECT 1; SET search_path = a", false, true).is_err());
+    assert!(oracles::pooled_claims("SELECT 1", true, true).is_ok());
 }
 
 #[test]

@@ -468,6 +468,12 @@ pub mod probe {
         prefilter::one_plain_statement(text)
     }
 
+    /// The prefilter's answer for any number of statements, in transaction
+    /// pool mode.
+    pub fn plainly_safe_pooled(text: &str) -> bool {
+        prefilter::plainly_safe(text) && !super::pooled_screen_hit(text.as_bytes())
+    }
+
     /// The parse-free path's answer in transaction pool mode.
     pub fn one_plain_statement_pooled(text: &str) -> bool {
         prefilter::one_plain_statement(text) && !super::pooled_screen_hit(text.as_bytes())
