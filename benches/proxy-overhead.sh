@@ -54,6 +54,8 @@
 #   --then FILE         after the memory test, source FILE (a bash fragment
 #                       with this script's variables and functions); markdown
 #                       it writes to $EXTRA_REPORT is appended to the report
+# Each run also reports PostgreSQL's CPU per transaction: the postmaster's
+# live children and what it reaped from those that exited, over the run.
 # Every proxy target serves its metrics on a loopback admin port; with a
 # transaction pool the report adds upstream flushes and backend checkouts
 # per pgbench transaction (pgtp_pool_backend_flushes_total and
@@ -440,6 +442,17 @@ metric() {
   curl -fsS --max-time 5 "http://127.0.0.1:$port/metrics" 2>/dev/null \
     | awk -v m="$2" '$1 == m || index($1, m "{") == 1 {s += $NF; n++} END {if (n) printf "%d\n", s}'
 }
+# CPU ticks PostgreSQL has used so far: the postmaster and its live children
+# plus what it reaped from children that exited (connections of -C runs).
+pg_ticks() {
+  local pm
+  pm=$(head -1 "$PG_DIR/data/postmaster.pid" 2>/dev/null) || return 0
+  cat /proc/[0-9]*/stat 2>/dev/null | awk -v pm="$pm" '
+    { pid = $1; sub(/^.*\) /, "") }
+    pid == pm { s += $12 + $13 + $14 + $15 }
+    $2 == pm { s += $12 + $13 }
+    END { print s + 0 }'
+}
 # Busy and idle CPU ticks of the whole machine so far (all cores): busy is
 # user + nice + system + irq + softirq + steal, idle is idle + iowait.
 machine_ticks() { awk '/^cpu /{print $2 + $3 + $4 + $7 + $8 + $9, $5 + $6; exit}' /proc/stat; }
@@ -456,16 +469,16 @@ run_one() {
     perf_pid=$!
     sleep 0.5
   fi
-  local f0 f1 k0 k1 flushes="" checkouts=""
+  local f0 f1 k0 k1 flushes="" checkouts="" p0 p1 pgcpu=""
   f0=$(metric "$target" pgtp_pool_backend_flushes_total) k0=$(metric "$target" pgtp_pool_transactions_total)
-  t0=$(hop_ticks "$target") s0=$(hop_switches "$target")
+  t0=$(hop_ticks "$target") s0=$(hop_switches "$target") p0=$(pg_ticks)
   read -r b0 i0 < <(machine_ticks)
   if ! out=$(bench_on "$target" -c "$clients" -j "$jobs" -T "$DURATION" -l --sampling-rate=0.1 \
     --log-prefix="$prefix" "${RATE[@]}" "$@" 2>&1); then
     echo "pgbench failed: $test c=$clients $target round $round" >&2
     echo "$out" >&2; exit 1
   fi
-  t1=$(hop_ticks "$target") s1=$(hop_switches "$target")
+  t1=$(hop_ticks "$target") s1=$(hop_switches "$target") p1=$(pg_ticks)
   read -r b1 i1 < <(machine_ticks)
   f1=$(metric "$target" pgtp_pool_backend_flushes_total) k1=$(metric "$target" pgtp_pool_transactions_total)
   if [ -n "$perf_pid" ]; then
@@ -482,6 +495,8 @@ run_one() {
   # the kernel for all of them) and the share of CPU left idle. When idle is
   # near 0 the configuration is CPU-bound and its TPS is (cores / that CPU).
   [ -n "$n" ] && [ "$n" -gt 0 ] && mcpu=$(( (b1 - b0) * 1000000 / HZ / n ))
+  # PostgreSQL's CPU per transaction (all its processes).
+  [ -n "$p0" ] && [ -n "$p1" ] && [ -n "$n" ] && [ "$n" -gt 0 ] && pgcpu=$(( (p1 - p0) * 1000000 / HZ / n ))
   [ $(( b1 - b0 + i1 - i0 )) -gt 0 ] && idle=$(( (i1 - i0) * 100 / (b1 - b0 + i1 - i0) ))
   # Transaction pool: upstream round trips (writes the relay then waited on)
   # and backend checkouts per pgbench transaction, in hundredths.
@@ -491,8 +506,8 @@ run_one() {
   tps=$(awk '/^tps = /{print $3; exit}' <<<"$out")
   lat=$(awk '/^latency average = /{print $4; exit}' <<<"$out")
   failed=$(awk '/^number of failed transactions: /{print $5; exit}' <<<"$out")
-  echo "$test,$clients,$target,$round,$tps,$lat,${failed:-0},$prefix,$cpu,$sw,$mcpu,$idle,$flushes,$checkouts" >>"$RESULTS"
-  log "  $test c=$clients $target: $tps tps, $lat ms${cpu:+, hop CPU $cpu us/txn}${sw:+, $sw switches/100 txn}${mcpu:+, machine CPU $mcpu us/txn}${idle:+, $idle% idle}${flushes:+, upstream flushes $flushes/100 txn, checkouts $checkouts/100 txn}"
+  echo "$test,$clients,$target,$round,$tps,$lat,${failed:-0},$prefix,$cpu,$sw,$mcpu,$idle,$flushes,$checkouts,$pgcpu" >>"$RESULTS"
+  log "  $test c=$clients $target: $tps tps, $lat ms${cpu:+, hop CPU $cpu us/txn}${sw:+, $sw switches/100 txn}${mcpu:+, machine CPU $mcpu us/txn}${pgcpu:+, PostgreSQL CPU $pgcpu us/txn}${idle:+, $idle% idle}${flushes:+, upstream flushes $flushes/100 txn, checkouts $checkouts/100 txn}"
 }
 
 # ---------------------------------------------------------------- throughput
@@ -598,11 +613,11 @@ import csv, glob, statistics, sys
 rows = list(csv.reader(open(sys.argv[1])))
 order, by = [], {}
 num = lambda v: int(v) if v else None
-for test, c, target, rnd, tps, lat, failed, prefix, cpu, sw, mcpu, idle, fl, co in rows:
+for test, c, target, rnd, tps, lat, failed, prefix, cpu, sw, mcpu, idle, fl, co, pgcpu in rows:
     key = (test, int(c))
     if key not in by:
         order.append(key); by[key] = {}
-    by[key].setdefault(target, []).append((float(tps), float(lat), int(failed or 0), prefix, num(cpu), num(sw), num(mcpu), num(idle), num(fl), num(co)))
+    by[key].setdefault(target, []).append((float(tps), float(lat), int(failed or 0), prefix, num(cpu), num(sw), num(mcpu), num(idle), num(fl), num(co), num(pgcpu)))
 pooled = any(x[8] is not None for t in by.values() for v in t.values() for x in v)
 def p99(prefixes):
     lat = []
@@ -617,8 +632,8 @@ def p99(prefixes):
     lat.sort()
     return lat[min(len(lat) - 1, int(len(lat) * 0.99))] / 1000.0
 extra_head = " upstream flushes / txn | backend checkouts / txn |" if pooled else ""
-print("| test | clients | target | median TPS | mean latency ms | p99 latency ms | TPS / direct | TPS / pgbouncer | hop CPU us/txn | hop switches / 100 txn | machine CPU us/txn | idle % |" + extra_head + " rounds (TPS) |")
-print("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|" + ("---:|---:|" if pooled else "") + "---|")
+print("| test | clients | target | median TPS | mean latency ms | p99 latency ms | TPS / direct | TPS / pgbouncer | hop CPU us/txn | hop switches / 100 txn | PostgreSQL CPU us/txn | machine CPU us/txn | idle % |" + extra_head + " rounds (TPS) |")
+print("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|" + ("---:|---:|" if pooled else "") + "---|")
 for key in order:
     t = by[key]
     med = {k: statistics.median(x[0] for x in v) for k, v in t.items()}
@@ -632,12 +647,12 @@ for key in order:
         def med_of(i):
             xs = [x[i] for x in v if x[i] is not None]
             return f"{statistics.median(xs):.0f}" if xs else "-"
-        cpu, sw, mcpu, idle = med_of(4), med_of(5), med_of(6), med_of(7)
+        cpu, sw, mcpu, idle, pgcpu = med_of(4), med_of(5), med_of(6), med_of(7), med_of(10)
         def per_txn(i):
             xs = [x[i] for x in v if x[i] is not None]
             return f"{statistics.median(xs) / 100:.2f}" if xs else "-"
         extra = f" {per_txn(8)} | {per_txn(9)} |" if pooled else ""
-        print(f"| {key[0]} | {key[1]} | {target} | {m:.0f} | {lat:.3f} | {p99([x[3] for x in v]):.3f} | {ratio} | {rb} | {cpu} | {sw} | {mcpu} | {idle} |{extra} {rounds} |")
+        print(f"| {key[0]} | {key[1]} | {target} | {m:.0f} | {lat:.3f} | {p99([x[3] for x in v]):.3f} | {ratio} | {rb} | {cpu} | {sw} | {pgcpu} | {mcpu} | {idle} |{extra} {rounds} |")
 mem = list(csv.reader(open(sys.argv[2])))
 if mem:
     print()
