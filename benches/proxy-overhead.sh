@@ -447,7 +447,8 @@ metric() {
 pg_ticks() {
   local pm
   pm=$(head -1 "$PG_DIR/data/postmaster.pid" 2>/dev/null) || return 0
-  cat /proc/[0-9]*/stat 2>/dev/null | awk -v pm="$pm" '
+  # Processes come and go while cat reads: a vanished one is no error.
+  { cat /proc/[0-9]*/stat 2>/dev/null || true; } | awk -v pm="$pm" '
     { pid = $1; sub(/^.*\) /, "") }
     pid == pm { s += $12 + $13 + $14 + $15 }
     $2 == pm { s += $12 + $13 }
