@@ -439,7 +439,7 @@ metric() {
   local port
   port=$(admin_port "$1")
   [ -n "$port" ] || return 0
-  curl -fsS --max-time 5 "http://127.0.0.1:$port/metrics" 2>/dev/null \
+  { curl -fsS --max-time 5 "http://127.0.0.1:$port/metrics" 2>/dev/null || true; } \
     | awk -v m="$2" '$1 == m || index($1, m "{") == 1 {s += $NF; n++} END {if (n) printf "%d\n", s}'
 }
 # CPU ticks PostgreSQL has used so far: the postmaster and its live children
