@@ -110,7 +110,7 @@ print(f"Tenants through one transaction pool: {r['sessions']} client sessions op
       f"{r['organizations']} organizations, pool_size {pool}; each session ran {r['queries_per_session']} "
       "queries on its tenant's rows (the second in an explicit transaction).")
 print()
-print("| sessions | open at once | organizations | queries ok | errors | cross-tenant rows | sessions' queries with a wrong row count | peak backends (pg_stat_activity) | peak pgtp_pool_backends | connect s | queries s | close s | total s |")
+print("| sessions | open at once | organizations | queries ok | errors | cross-tenant rows | queries with a wrong row count | peak backends (pg_stat_activity) | peak pgtp_pool_backends | connect s | queries s | close s | total s |")
 print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 print(f"| {r['sessions']} | {r['open_at_once']} | {r['organizations']} | {r['queries_ok']} | {r['errors']} | "
       f"{r['cross_tenant_rows']} | {r['wrong_row_count']} | {r['peak_backends_activity']} | {r['peak_backends_gauge']} | "
