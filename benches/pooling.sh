@@ -25,8 +25,8 @@
 # Context verification stays on: the proxy signs every pin with a context
 # key, which the tenants database has installed (tenant.add_context_key).
 #
-#   benches/pooling.sh                 # full run: about 30 minutes on 2 cores
-#   benches/pooling.sh --quick         # about 6 minutes (2 rounds x 3 s, 1000 sessions)
+#   benches/pooling.sh                 # full run: about 21 minutes on 2 cores
+#   benches/pooling.sh --quick         # about 4 minutes (2 rounds x 3 s, 1000 sessions)
 #   benches/pooling.sh --no-build --out /tmp/pooling.md
 # Any further option is passed to benches/proxy-overhead.sh (see its --help);
 # later options win, e.g. --rounds 3 --sessions "0 1000".
