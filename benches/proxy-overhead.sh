@@ -37,6 +37,30 @@
 #   --no-build          use the existing target/release binary
 #   --out FILE          also write the result tables (markdown) to FILE
 #
+# Pooling (benches/pooling.sh sets these for the transaction pool run):
+#   --bouncer-mode M    PgBouncer's pool_mode: session (default) or transaction;
+#                       in transaction mode PgBouncer (1.18) is left out of
+#                       select-prepared, which it cannot pool
+#   --bouncer-pool-size N  PgBouncer's default_pool_size (200)
+#   --prepared-clients "8 .."  client counts for select-prepared (default: --clients)
+#   --connect-trust     during select-connect only, PostgreSQL trusts the
+#                       login role from 127.0.0.1 (no SCRAM for direct logins
+#                       and for the backends a pool opens), and one more target,
+#                       pgbouncer-trust, is PgBouncer with no client
+#                       authentication at all (its cheapest login)
+#   --memory-modes "session transaction"
+#                       measure idle-session memory once per proxy pool mode
+#                       (default: the mode --proxy-env chooses)
+#   --then FILE         after the memory test, source FILE (a bash fragment
+#                       with this script's variables and functions); markdown
+#                       it writes to $EXTRA_REPORT is appended to the report
+# Each run also reports PostgreSQL's CPU per transaction: the postmaster's
+# live children and what it reaped from those that exited, over the run.
+# Every proxy target serves its metrics on a loopback admin port; with a
+# transaction pool the report adds upstream flushes and backend checkouts
+# per pgbench transaction (pgtp_pool_backend_flushes_total and
+# pgtp_pool_transactions_total over the run).
+#
 # Requires: PostgreSQL 15 server binaries, pgbench, psql, python3; PgBouncer
 # is apt-get installed when missing (as root). As root, PostgreSQL and
 # PgBouncer run as the `postgres` OS user. The file-descriptor limit is raised
@@ -58,6 +82,7 @@ ROUNDS=3 DURATION=10 CLIENTS="1 8 32 128" CONNECT_CLIENTS=8 WRITE_CLIENTS=8 SCAL
 TESTS="select-simple select-prepared select-connect tpcb-simple"
 EXTRA=() XPIDS=() FLOOR=0 SOCAT_PID="" RATE=()
 SESSIONS="0 1000 5000" MEMORY=1 TARGETS="direct pgbouncer proxy" BUILD=1 OUT="" PROXY_ENV="" PERF_DIR=""
+BOUNCER_MODE=session BOUNCER_POOL_SIZE=200 PREPARED_CLIENTS="" CONNECT_TRUST=0 MEMORY_MODES="" THEN=""
 if [ "${1:-}" = --quick ]; then
   ROUNDS=2 DURATION=3 CLIENTS="8 32" SESSIONS="0 1000"; shift
 elif [ "${1:-}" = --full ]; then
@@ -82,13 +107,21 @@ while [ $# -gt 0 ]; do
     --no-build) BUILD=0; shift ;;
     --perf) PERF_DIR=$2; shift 2 ;;
     --out) OUT=$2; shift 2 ;;
-    -h|--help) sed -n '2,42p' "$0"; exit 0 ;;
+    --bouncer-mode) BOUNCER_MODE=$2; shift 2 ;;
+    --bouncer-pool-size) BOUNCER_POOL_SIZE=$2; shift 2 ;;
+    --prepared-clients) PREPARED_CLIENTS=$2; shift 2 ;;
+    --connect-trust) CONNECT_TRUST=1; shift ;;
+    --memory-modes) MEMORY_MODES=$2; shift 2 ;;
+    --then) THEN=$2; shift 2 ;;
+    -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d'; exit 0 ;;
     *) echo "unknown option: $1 (see --help)" >&2; exit 2 ;;
   esac
 done
 [ "$SCALE" -ge 10 ] || { echo "--scale must be at least 10" >&2; exit 2; }
 [ "$ROUNDS" -ge 1 ] && [ "$ROUNDS" -le 20 ] || { echo "--rounds must be 1..20" >&2; exit 2; }
 [ "$DURATION" -ge 1 ] && [ "$DURATION" -le 120 ] || { echo "--duration must be 1..120" >&2; exit 2; }
+case "$BOUNCER_MODE" in session|transaction) ;; *) echo "--bouncer-mode must be session or transaction" >&2; exit 2 ;; esac
+[ -n "$PREPARED_CLIENTS" ] || PREPARED_CLIENTS=$CLIENTS
 
 log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
@@ -171,18 +204,31 @@ SCRAM=$(pg_psql -d postgres -Atc "SELECT rolpassword FROM pg_authid WHERE rolnam
 BOUNCER_PORT=$(free_port)
 mkdir -p "$WORK/bouncer"
 printf '"bench_login" "%s"\n' "$SCRAM" >"$WORK/bouncer/userlist.txt"
+# Clients authenticate with SCRAM. With --connect-trust the database alias
+# bench_trust (the same database, a pool of its own) asks for nothing: the
+# target pgbouncer-trust of the select-connect test.
+BOUNCER_AUTH="auth_type = scram-sha-256"
+if [ "$CONNECT_TRUST" = 1 ]; then
+  cat >"$WORK/bouncer/hba.conf" <<HBA
+host bench_trust bench_login 127.0.0.1/32 trust
+host bench bench_login 127.0.0.1/32 scram-sha-256
+HBA
+  BOUNCER_AUTH="auth_type = hba
+auth_hba_file = $WORK/bouncer/hba.conf"
+fi
 cat >"$WORK/bouncer/pgbouncer.ini" <<INI
 [databases]
 bench = host=127.0.0.1 port=$PG_PORT dbname=bench
+bench_trust = host=127.0.0.1 port=$PG_PORT dbname=bench
 [pgbouncer]
 listen_addr = 127.0.0.1
 listen_port = $BOUNCER_PORT
 unix_socket_dir =
-auth_type = scram-sha-256
+$BOUNCER_AUTH
 auth_file = $WORK/bouncer/userlist.txt
-pool_mode = session
+pool_mode = $BOUNCER_MODE
 max_client_conn = 1000
-default_pool_size = 200
+default_pool_size = $BOUNCER_POOL_SIZE
 logfile = $WORK/bouncer/pgbouncer.log
 pidfile = $WORK/bouncer/pgbouncer.pid
 INI
@@ -201,7 +247,7 @@ stop_bouncer() {
   BOUNCER_PID=""
 }
 if [[ " $TARGETS " == *" pgbouncer "* ]]; then
-  log "starting PgBouncer $("$PGBOUNCER" --version | head -1 | awk '{print $2}') (session mode)"
+  log "starting PgBouncer $("$PGBOUNCER" --version | head -1 | awk '{print $2}') ($BOUNCER_MODE mode, default_pool_size $BOUNCER_POOL_SIZE)"
   start_bouncer
 fi
 
@@ -219,10 +265,12 @@ context_env() { [[ "$1" == *PGTP_CONTEXT_* ]] || echo "PGTP_CONTEXT_KEY_FILE=$CO
 ORG=$(python3 -c 'import uuid; print(uuid.uuid4())')
 SUB=$(python3 -c 'import uuid; print(uuid.uuid4())')
 TOKEN=$("$BIN" token --jwt-secret-file "$SECRET_FILE" --org "$ORG" --sub "$SUB" --ttl 7200)
+PROXY_ADMIN=$(free_port)
+# The proxy with PROXY_ENV and then $1 (e.g. PGTP_POOL_MODE=session for one memory test).
 start_proxy() {
   # shellcheck disable=SC2086
-  setsid env PGTP_UPSTREAM_PASSWORD="$LOGIN_PW" $(context_env "$PROXY_ENV") $PROXY_ENV "$BIN" serve --listen "127.0.0.1:$PROXY_PORT" \
-    --upstream "postgresql://bench_login@127.0.0.1:$PG_PORT/bench?sslmode=disable" \
+  setsid env PGTP_UPSTREAM_PASSWORD="$LOGIN_PW" $(context_env "$PROXY_ENV") $PROXY_ENV ${1:-} "$BIN" serve --listen "127.0.0.1:$PROXY_PORT" \
+    --upstream "postgresql://bench_login@127.0.0.1:$PG_PORT/bench?sslmode=disable" --admin-listen "127.0.0.1:$PROXY_ADMIN" \
     --jwt-secret-file "$SECRET_FILE" --max-connections 10000 --max-sessions-per-org 0 2>>"$WORK/proxy.log" &
   PROXY_PID=$!
   wait_for 10 python3 -c "import socket; socket.create_connection(('127.0.0.1', $PROXY_PORT), 1)" \
@@ -248,7 +296,7 @@ if [ "$FLOOR" = 1 ]; then
   TARGETS="$TARGETS socat"
 fi
 
-declare -A XPORT=() XPID=()
+declare -A XPORT=() XPID=() XADMIN=()
 # Whether the pseudo-setting $1 (e.g. unix=1) is in $xenv; if so, removes it.
 take_pseudo() {
   [[ ",$xenv," == *",$1,"* ]] || return 1
@@ -258,7 +306,7 @@ for x in "${EXTRA[@]}"; do
   name=${x%%=*} rest=${x#*=}
   xbin=${rest%%,*} xenv=""
   [[ "$rest" == *,* ]] && xenv=${rest#*,}
-  XPORT[$name]=$(free_port)
+  XPORT[$name]=$(free_port) XADMIN[$name]=$(free_port)
   xup="postgresql://bench_login@127.0.0.1:$PG_PORT/bench?sslmode=disable"
   if take_pseudo unix=1; then
     xup="postgresql://bench_login@localhost:$PG_PORT/bench?host=$PG_DIR&sslmode=disable"
@@ -268,32 +316,71 @@ for x in "${EXTRA[@]}"; do
   log "starting proxy-$name: $xbin ${xenv//,/ }"
   # shellcheck disable=SC2086
   $xsetsid env PGTP_UPSTREAM_PASSWORD="$LOGIN_PW" $(context_env "$xenv") ${xenv//,/ } "$xbin" serve --listen "127.0.0.1:${XPORT[$name]}" \
-    --upstream "$xup" \
+    --upstream "$xup" --admin-listen "127.0.0.1:${XADMIN[$name]}" \
     --jwt-secret-file "$SECRET_FILE" --max-connections 10000 --max-sessions-per-org 0 2>>"$WORK/proxy-$name.log" &
   XPIDS+=($!) XPID[$name]=$!
   wait_for 10 python3 -c "import socket; socket.create_connection(('127.0.0.1', ${XPORT[$name]}), 1)" \
     || { cat "$WORK/proxy-$name.log" >&2; exit 1; }
   TARGETS="$TARGETS proxy-$name"
 done
+if [ "$CONNECT_TRUST" = 1 ] && [[ " $TARGETS " == *" pgbouncer "* ]] && [[ " $TESTS " == *" select-connect "* ]]; then
+  TARGETS="$TARGETS pgbouncer-trust"
+fi
+
+# --connect-trust: PostgreSQL trusts the login role from loopback (on), or
+# asks for its password again (off). Reloaded, then checked with a login.
+HBA_FILE=""
+connect_trust() {
+  [ -n "$HBA_FILE" ] || { HBA_FILE=$PG_DIR/data/pg_hba.conf; cp "$HBA_FILE" "$WORK/pg_hba.orig"; }
+  if [ "$1" = on ]; then
+    { echo "host bench bench_login 127.0.0.1/32 trust"; cat "$WORK/pg_hba.orig"; } >"$HBA_FILE"
+  else
+    cat "$WORK/pg_hba.orig" >"$HBA_FILE"
+  fi
+  pg_psql -d postgres -Atc "SELECT pg_reload_conf()" >/dev/null
+  local probe=(env PGPASSWORD= PGCONNECT_TIMEOUT=2 psql -X -w -h 127.0.0.1 -p "$PG_PORT" -U bench_login -d bench -Atc "SELECT 1")
+  if [ "$1" = on ]; then
+    wait_for 10 "${probe[@]}" || { echo "pg_hba trust did not take effect" >&2; exit 1; }
+  else
+    wait_for 10 bash -c '! "$@"' _ "${probe[@]}" || { echo "pg_hba trust was not removed" >&2; exit 1; }
+  fi
+}
 
 export PGSSLMODE=disable PGGSSENCMODE=disable PGDATABASE=bench PGHOST=127.0.0.1
-# Connection settings of a target: port, user, password.
+# Connection settings of a target: port, user, password, database.
 target_env() {
   case "$1" in
-    direct) echo "$PG_PORT bench_login $LOGIN_PW" ;;
-    pgbouncer) echo "$BOUNCER_PORT bench_login $LOGIN_PW" ;;
-    proxy) echo "$PROXY_PORT bench_login $TOKEN" ;;
-    socat) echo "$SOCAT_PORT bench_login $LOGIN_PW" ;;
-    proxy-*) echo "${XPORT[${1#proxy-}]} bench_login $TOKEN" ;;
+    direct) echo "$PG_PORT bench_login $LOGIN_PW bench" ;;
+    pgbouncer) echo "$BOUNCER_PORT bench_login $LOGIN_PW bench" ;;
+    pgbouncer-trust) echo "$BOUNCER_PORT bench_login $LOGIN_PW bench_trust" ;;
+    proxy) echo "$PROXY_PORT bench_login $TOKEN bench" ;;
+    socat) echo "$SOCAT_PORT bench_login $LOGIN_PW bench" ;;
+    proxy-*) echo "${XPORT[${1#proxy-}]} bench_login $TOKEN bench" ;;
   esac
 }
 
 # pgbench TARGET ARGS... (prints pgbench's summary)
 bench_on() {
   local t=$1; shift
-  local port user pw
-  read -r port user pw <<<"$(target_env "$t")"
-  PGPORT=$port PGUSER=$user PGPASSWORD=$pw timeout $((DURATION + 300)) pgbench -n "$@"
+  local port user pw db
+  read -r port user pw db <<<"$(target_env "$t")"
+  PGPORT=$port PGUSER=$user PGPASSWORD=$pw PGDATABASE=$db timeout $((DURATION + 300)) pgbench -n "$@"
+}
+
+# The targets of one test, in order: PgBouncer in transaction mode cannot
+# run pgbench -M prepared (1.18 keeps no prepared statements across server
+# connections), and pgbouncer-trust is a target of select-connect only.
+targets_for() {
+  local t out=""
+  for t in $TARGETS; do
+    case "$1:$t" in
+      select-prepared:pgbouncer) [ "$BOUNCER_MODE" = transaction ] && continue ;;
+      select-connect:pgbouncer-trust) ;;
+      *:pgbouncer-trust) continue ;;
+    esac
+    out="$out $t"
+  done
+  echo "${out# }"
 }
 
 # Every statement pgbench sends must pass the proxy's guard: check once, verbosely.
@@ -339,6 +426,34 @@ hop_switches() {
     echo ""
   fi
 }
+# The admin port of a proxy target (empty for the others).
+admin_port() {
+  case "$1" in
+    proxy) echo "$PROXY_ADMIN" ;;
+    proxy-*) echo "${XADMIN[${1#proxy-}]}" ;;
+  esac
+}
+# The sum of a metric's samples on a proxy target's /metrics, e.g.
+# `metric proxy pgtp_pool_transactions_total` (empty when unreadable).
+metric() {
+  local port
+  port=$(admin_port "$1")
+  [ -n "$port" ] || return 0
+  { curl -fsS --max-time 5 "http://127.0.0.1:$port/metrics" 2>/dev/null || true; } \
+    | awk -v m="$2" '$1 == m || index($1, m "{") == 1 {s += $NF; n++} END {if (n) printf "%d\n", s}'
+}
+# CPU ticks PostgreSQL has used so far: the postmaster and its live children
+# plus what it reaped from children that exited (connections of -C runs).
+pg_ticks() {
+  local pm
+  pm=$(head -1 "$PG_DIR/data/postmaster.pid" 2>/dev/null) || return 0
+  # Processes come and go while cat reads: a vanished one is no error.
+  { cat /proc/[0-9]*/stat 2>/dev/null || true; } | awk -v pm="$pm" '
+    { pid = $1; sub(/^.*\) /, "") }
+    pid == pm { s += $12 + $13 + $14 + $15 }
+    $2 == pm { s += $12 + $13 }
+    END { print s + 0 }'
+}
 # Busy and idle CPU ticks of the whole machine so far (all cores): busy is
 # user + nice + system + irq + softirq + steal, idle is idle + iowait.
 machine_ticks() { awk '/^cpu /{print $2 + $3 + $4 + $7 + $8 + $9, $5 + $6; exit}' /proc/stat; }
@@ -355,15 +470,18 @@ run_one() {
     perf_pid=$!
     sleep 0.5
   fi
-  t0=$(hop_ticks "$target") s0=$(hop_switches "$target")
+  local f0 f1 k0 k1 flushes="" checkouts="" p0 p1 pgcpu=""
+  f0=$(metric "$target" pgtp_pool_backend_flushes_total) k0=$(metric "$target" pgtp_pool_transactions_total)
+  t0=$(hop_ticks "$target") s0=$(hop_switches "$target") p0=$(pg_ticks)
   read -r b0 i0 < <(machine_ticks)
   if ! out=$(bench_on "$target" -c "$clients" -j "$jobs" -T "$DURATION" -l --sampling-rate=0.1 \
     --log-prefix="$prefix" "${RATE[@]}" "$@" 2>&1); then
     echo "pgbench failed: $test c=$clients $target round $round" >&2
     echo "$out" >&2; exit 1
   fi
-  t1=$(hop_ticks "$target") s1=$(hop_switches "$target")
+  t1=$(hop_ticks "$target") s1=$(hop_switches "$target") p1=$(pg_ticks)
   read -r b1 i1 < <(machine_ticks)
+  f1=$(metric "$target" pgtp_pool_backend_flushes_total) k1=$(metric "$target" pgtp_pool_transactions_total)
   if [ -n "$perf_pid" ]; then
     kill -INT "$perf_pid" 2>/dev/null || true
     wait "$perf_pid" 2>/dev/null || true
@@ -378,79 +496,107 @@ run_one() {
   # the kernel for all of them) and the share of CPU left idle. When idle is
   # near 0 the configuration is CPU-bound and its TPS is (cores / that CPU).
   [ -n "$n" ] && [ "$n" -gt 0 ] && mcpu=$(( (b1 - b0) * 1000000 / HZ / n ))
+  # PostgreSQL's CPU per transaction (all its processes).
+  [ -n "$p0" ] && [ -n "$p1" ] && [ -n "$n" ] && [ "$n" -gt 0 ] && pgcpu=$(( (p1 - p0) * 1000000 / HZ / n ))
   [ $(( b1 - b0 + i1 - i0 )) -gt 0 ] && idle=$(( (i1 - i0) * 100 / (b1 - b0 + i1 - i0) ))
+  # Transaction pool: upstream round trips (writes the relay then waited on)
+  # and backend checkouts per pgbench transaction, in hundredths.
+  if [ -n "$f0" ] && [ -n "$f1" ] && [ -n "$n" ] && [ "$n" -gt 0 ] && [ $((k1 - k0)) -gt 0 ]; then
+    flushes=$(( (f1 - f0) * 100 / n )) checkouts=$(( (k1 - k0) * 100 / n ))
+  fi
   tps=$(awk '/^tps = /{print $3; exit}' <<<"$out")
   lat=$(awk '/^latency average = /{print $4; exit}' <<<"$out")
   failed=$(awk '/^number of failed transactions: /{print $5; exit}' <<<"$out")
-  echo "$test,$clients,$target,$round,$tps,$lat,${failed:-0},$prefix,$cpu,$sw,$mcpu,$idle" >>"$RESULTS"
-  log "  $test c=$clients $target: $tps tps, $lat ms${cpu:+, hop CPU $cpu us/txn}${sw:+, $sw switches/100 txn}${mcpu:+, machine CPU $mcpu us/txn}${idle:+, $idle% idle}"
+  echo "$test,$clients,$target,$round,$tps,$lat,${failed:-0},$prefix,$cpu,$sw,$mcpu,$idle,$flushes,$checkouts,$pgcpu" >>"$RESULTS"
+  log "  $test c=$clients $target: $tps tps, $lat ms${cpu:+, hop CPU $cpu us/txn}${sw:+, $sw switches/100 txn}${mcpu:+, machine CPU $mcpu us/txn}${pgcpu:+, PostgreSQL CPU $pgcpu us/txn}${idle:+, $idle% idle}${flushes:+, upstream flushes $flushes/100 txn, checkouts $checkouts/100 txn}"
 }
 
 # ---------------------------------------------------------------- throughput
 # TEST-NAME CLIENTS pgbench-args...
 ALL=()
 for c in $CLIENTS; do ALL+=("select-simple $c -S -M simple"); done
-for c in $CLIENTS; do ALL+=("select-prepared $c -S -M prepared"); done
+for c in $PREPARED_CLIENTS; do ALL+=("select-prepared $c -S -M prepared"); done
 ALL+=("select-connect $CONNECT_CLIENTS -S -M simple -C")
 ALL+=("tpcb-simple $WRITE_CLIENTS -M simple")
 CONFIGS=()
 for cfg in "${ALL[@]}"; do [[ " $TESTS " == *" ${cfg%% *} "* ]] && CONFIGS+=("$cfg"); done
-runs=$((${#CONFIGS[@]} * ROUNDS * $(wc -w <<<"$TARGETS")))
-log "throughput: ${#CONFIGS[@]} configurations x $ROUNDS rounds x {$TARGETS}, ${DURATION}s each (~$((runs * (DURATION + 1) / 60)) min)"
-for t in $TARGETS; do bench_on "$t" -S -M prepared -c 8 -j 2 -T 2 >/dev/null 2>&1 || true; done  # warm-up
+runs=0
+for cfg in "${CONFIGS[@]}"; do runs=$((runs + ROUNDS * $(wc -w <<<"$(targets_for "${cfg%% *}")"))); done
+log "throughput: ${#CONFIGS[@]} configurations x $ROUNDS rounds x {$TARGETS}, ${DURATION}s each, $runs runs (~$((runs * (DURATION + 1) / 60)) min)"
+for t in $TARGETS; do  # warm-up
+  [ "$t" = pgbouncer-trust ] && continue  # it can log in upstream only while trust is on
+  m=prepared; [[ "$t" == pgbouncer && "$BOUNCER_MODE" == transaction ]] && m=simple
+  bench_on "$t" -S -M "$m" -c 8 -j 2 -T 2 >/dev/null 2>&1 || true
+done
 for cfg in "${CONFIGS[@]}"; do
   read -r test clients args <<<"$cfg"
+  [ "$test" = select-connect ] && [ "$CONNECT_TRUST" = 1 ] && connect_trust on
   for r in $(seq 1 "$ROUNDS"); do
-    for t in $TARGETS; do
+    for t in $(targets_for "$test"); do
       # shellcheck disable=SC2086
       run_one "$test" "$clients" "$t" "$r" $args
     done
   done
+  [ "$test" = select-connect ] && [ "$CONNECT_TRUST" = 1 ] && connect_trust off
 done
 
 # ---------------------------------------------------------------- memory
 MEMFILE=$WORK/memory.csv
 : >"$MEMFILE"
 rss_kib() { awk '/^VmRSS:/{print $2}' "/proc/$1/status"; }
-sessions_up() { pg_psql -d postgres -Atc "SELECT count(*) FROM pg_stat_activity WHERE usename = 'bench_login'"; }
-sessions_at_least() { [ "$(sessions_up)" -ge "$1" ]; }
-sessions_at_most() { [ "$(sessions_up)" -le "$1" ]; }
+backends_up() { pg_psql -d postgres -Atc "SELECT count(*) FROM pg_stat_activity WHERE usename = 'bench_login'"; }
+# Client sessions the proxy has greeted and not yet closed (both pool modes).
+sessions_open() { metric proxy pgtp_sessions_open; }
+sessions_at_least() { [ "$(sessions_open)" -ge "$1" ]; }
+sessions_at_most() { [ "$(sessions_open)" -le "$1" ]; }
 if [ "$MEMORY" = 1 ] && [[ " $TARGETS " == *" proxy "* ]]; then
   max=0; for n in $SESSIONS; do [ "$n" -gt "$max" ] && max=$n; done
-  log "memory: idle sessions $SESSIONS (max_connections -> $((max + 300)))"
+  log "memory: idle sessions $SESSIONS${MEMORY_MODES:+, pool modes $MEMORY_MODES} (max_connections -> $((max + 300)))"
   stop_bouncer
   stop_proxy
   set_max_connections $((max + 300))
-  start_proxy
-  # One session in and out first, so lazily built state counts in the baseline.
-  bench_on proxy -S -t 10 -c 1 >/dev/null 2>&1
-  sleep 1
-  for n in $SESSIONS; do
-    if [ "$n" = 0 ]; then
-      echo "0,$(rss_kib "$PROXY_PID"),ok" >>"$MEMFILE"; continue
-    fi
-    # Each pgbench thread connects its share, then its clients sleep `hold`
-    # seconds and run SELECT 1; the threads connect side by side.
-    hold=$((15 + n / 100))
-    printf '\\sleep %s s\nSELECT 1;\n' "$hold" >"$WORK/idle.sql"
-    t0=$SECONDS
-    bench_on proxy -f "$WORK/idle.sql" -c "$n" -j 2 -t 1 >"$WORK/hold-$n.log" 2>&1 &
-    HOLD_PID=$!
-    if ! wait_for $((30 + n / 50)) sessions_at_least "$n"; then
-      echo "only $(sessions_up) of $n sessions came up" >&2; tail -5 "$WORK/proxy.log" >&2; exit 1
-    fi
-    up=$((SECONDS - t0))
-    sleep 2
-    rss=$(rss_kib "$PROXY_PID")
-    # Every session then runs SELECT 1: "working", not just connected.
-    wait "$HOLD_PID" || { cat "$WORK/hold-$n.log" >&2; exit 1; }
-    HOLD_PID=""
-    done_n=$(awk '/^number of transactions actually processed:/{split($6, a, "/"); print a[1]}' "$WORK/hold-$n.log")
-    ok=$([ "$done_n" = "$n" ] && echo ok || echo "only $done_n/$n")
-    echo "$n,$rss,$ok,$up" >>"$MEMFILE"
-    log "  $n sessions: proxy RSS $rss KiB (all up after ${up}s; SELECT 1 on each: $ok)"
-    wait_for 60 sessions_at_most 1 || true
+  for mode in ${MEMORY_MODES:-default}; do
+    stop_proxy
+    if [ "$mode" = default ]; then start_proxy; else start_proxy "PGTP_POOL_MODE=$mode"; fi
+    # One session in and out first, so lazily built state counts in the baseline.
+    bench_on proxy -S -t 10 -c 1 >/dev/null 2>&1
+    sleep 1
+    for n in $SESSIONS; do
+      if [ "$n" = 0 ]; then
+        echo "$mode,0,$(rss_kib "$PROXY_PID"),ok,,$(backends_up)" >>"$MEMFILE"; continue
+      fi
+      # Each pgbench thread connects its share, then its clients sleep `hold`
+      # seconds and run SELECT 1; the threads connect side by side.
+      hold=$((15 + n / 100))
+      printf '\\sleep %s s\nSELECT 1;\n' "$hold" >"$WORK/idle.sql"
+      t0=$SECONDS
+      bench_on proxy -f "$WORK/idle.sql" -c "$n" -j 2 -t 1 >"$WORK/hold-$n.log" 2>&1 &
+      HOLD_PID=$!
+      if ! wait_for $((30 + n / 50)) sessions_at_least "$n"; then
+        echo "only $(sessions_open) of $n sessions came up" >&2; tail -5 "$WORK/proxy.log" >&2; exit 1
+      fi
+      up=$((SECONDS - t0))
+      sleep 2
+      rss=$(rss_kib "$PROXY_PID") backends=$(backends_up)
+      # Every session then runs SELECT 1: "working", not just connected.
+      wait "$HOLD_PID" || { cat "$WORK/hold-$n.log" >&2; exit 1; }
+      HOLD_PID=""
+      done_n=$(awk '/^number of transactions actually processed:/{split($6, a, "/"); print a[1]}' "$WORK/hold-$n.log")
+      ok=$([ "$done_n" = "$n" ] && echo ok || echo "only $done_n/$n")
+      echo "$mode,$n,$rss,$ok,$up,$backends" >>"$MEMFILE"
+      log "  $mode: $n sessions: proxy RSS $rss KiB, $backends upstream backends (all up after ${up}s; SELECT 1 on each: $ok)"
+      wait_for 60 sessions_at_most 0 || true
+    done
   done
+fi
+
+# ---------------------------------------------------------------- more
+# --then: a fragment that reuses this run's cluster, binary and helpers.
+EXTRA_REPORT=$WORK/extra-report.md
+: >"$EXTRA_REPORT"
+if [ -n "$THEN" ]; then
+  # shellcheck disable=SC1090
+  source "$THEN"
 fi
 
 # ---------------------------------------------------------------- report
@@ -458,19 +604,22 @@ report() {
   echo "## pg-tenant-proxy overhead benchmark"
   echo
   echo "- machine: $(nproc) cores, $(awk -F': ' '/^model name/{print $2; exit}' /proc/cpuinfo), $(awk '/MemTotal/{printf "%.1f GiB", $2/1048576}' /proc/meminfo) RAM, Linux $(uname -r)"
-  echo "- $("$PG_BIN/postgres" --version), PgBouncer $("$PGBOUNCER" --version | head -1 | awk '{print $2}') (session mode), pg-tenant-proxy $(git -C "$REPO" rev-parse --short HEAD 2>/dev/null)${PROXY_ENV:+ with $PROXY_ENV}"
+  echo "- $("$PG_BIN/postgres" --version), PgBouncer $("$PGBOUNCER" --version | head -1 | awk '{print $2}') ($BOUNCER_MODE mode, default_pool_size $BOUNCER_POOL_SIZE), pg-tenant-proxy $(git -C "$REPO" rev-parse --short HEAD 2>/dev/null)${PROXY_ENV:+ with $PROXY_ENV}"
   echo "- pgbench scale $SCALE, $ROUNDS rounds x ${DURATION}s per target, interleaved; -j 2 (1 for 1 client); all on 127.0.0.1"
+  [ "$BOUNCER_MODE" = transaction ] && echo "- PgBouncer is not a target of select-prepared: in transaction mode, PgBouncer 1.18 cannot pool prepared statements"
+  [ "$CONNECT_TRUST" = 1 ] && echo "- select-connect: PostgreSQL trusts bench_login from 127.0.0.1 during this test only; pgbouncer = SCRAM client auth, pgbouncer-trust = no client auth, proxy = HS256 token verified per connection"
   echo
   python3 - "$RESULTS" "$MEMFILE" <<'PY'
 import csv, glob, statistics, sys
 rows = list(csv.reader(open(sys.argv[1])))
 order, by = [], {}
 num = lambda v: int(v) if v else None
-for test, c, target, rnd, tps, lat, failed, prefix, cpu, sw, mcpu, idle in rows:
+for test, c, target, rnd, tps, lat, failed, prefix, cpu, sw, mcpu, idle, fl, co, pgcpu in rows:
     key = (test, int(c))
     if key not in by:
         order.append(key); by[key] = {}
-    by[key].setdefault(target, []).append((float(tps), float(lat), int(failed or 0), prefix, num(cpu), num(sw), num(mcpu), num(idle)))
+    by[key].setdefault(target, []).append((float(tps), float(lat), int(failed or 0), prefix, num(cpu), num(sw), num(mcpu), num(idle), num(fl), num(co), num(pgcpu)))
+pooled = any(x[8] is not None for t in by.values() for v in t.values() for x in v)
 def p99(prefixes):
     lat = []
     for p in prefixes:
@@ -483,8 +632,9 @@ def p99(prefixes):
         return float("nan")
     lat.sort()
     return lat[min(len(lat) - 1, int(len(lat) * 0.99))] / 1000.0
-print("| test | clients | target | median TPS | mean latency ms | p99 latency ms | TPS / direct | TPS / pgbouncer | hop CPU us/txn | hop switches / 100 txn | machine CPU us/txn | idle % | rounds (TPS) |")
-print("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+extra_head = " upstream flushes / txn | backend checkouts / txn |" if pooled else ""
+print("| test | clients | target | median TPS | mean latency ms | p99 latency ms | TPS / direct | TPS / pgbouncer | hop CPU us/txn | hop switches / 100 txn | PostgreSQL CPU us/txn | machine CPU us/txn | idle % |" + extra_head + " rounds (TPS) |")
+print("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|" + ("---:|---:|" if pooled else "") + "---|")
 for key in order:
     t = by[key]
     med = {k: statistics.median(x[0] for x in v) for k, v in t.items()}
@@ -498,20 +648,29 @@ for key in order:
         def med_of(i):
             xs = [x[i] for x in v if x[i] is not None]
             return f"{statistics.median(xs):.0f}" if xs else "-"
-        cpu, sw, mcpu, idle = med_of(4), med_of(5), med_of(6), med_of(7)
-        print(f"| {key[0]} | {key[1]} | {target} | {m:.0f} | {lat:.3f} | {p99([x[3] for x in v]):.3f} | {ratio} | {rb} | {cpu} | {sw} | {mcpu} | {idle} | {rounds} |")
+        cpu, sw, mcpu, idle, pgcpu = med_of(4), med_of(5), med_of(6), med_of(7), med_of(10)
+        def per_txn(i):
+            xs = [x[i] for x in v if x[i] is not None]
+            return f"{statistics.median(xs) / 100:.2f}" if xs else "-"
+        extra = f" {per_txn(8)} | {per_txn(9)} |" if pooled else ""
+        print(f"| {key[0]} | {key[1]} | {target} | {m:.0f} | {lat:.3f} | {p99([x[3] for x in v]):.3f} | {ratio} | {rb} | {cpu} | {sw} | {pgcpu} | {mcpu} | {idle} |{extra} {rounds} |")
 mem = list(csv.reader(open(sys.argv[2])))
 if mem:
     print()
-    print("| idle sessions | proxy RSS KiB | bytes per session | all up after s | SELECT 1 on every session |")
-    print("|---:|---:|---:|---:|---|")
-    base = int(mem[0][1])
-    for row in mem:
-        n, rss = int(row[0]), int(row[1])
-        per = f"{(rss - base) * 1024 / n:.0f}" if n else "-"
-        up = row[3] if len(row) > 3 else "-"
-        print(f"| {n} | {rss} | {per} | {up} | {row[2]} |")
+    print("| proxy pool mode | idle sessions | proxy RSS KiB | bytes per session | all up after s | upstream backends | SELECT 1 on every session |")
+    print("|---|---:|---:|---:|---:|---:|---|")
+    base = {}
+    for mode, n, rss, ok, up, backends in mem:
+        n, rss = int(n), int(rss)
+        if n == 0:
+            base[mode] = rss
+        per = f"{(rss - base[mode]) * 1024 / n:.0f}" if n and mode in base else "-"
+        print(f"| {mode} | {n} | {rss} | {per} | {up or '-'} | {backends} | {ok} |")
 PY
+  if [ -s "$EXTRA_REPORT" ]; then
+    echo
+    cat "$EXTRA_REPORT"
+  fi
 }
 REPORT=$(report)
 echo "$REPORT"
