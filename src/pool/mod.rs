@@ -283,6 +283,41 @@ impl Pool {
         })
     }
 
+    /// A backend at once, without waiting: an idle one, when a permit of
+    /// the pool and of `org` are free and no cancel is on its way to it.
+    /// The common case of a busy proxy; [`Pool::checkout`] otherwise.
+    pub fn try_checkout(self: &Arc<Self>, org: uuid::Uuid) -> Option<Lease> {
+        let org_permit = self.orgs.slot(org).try_acquire_owned().ok()?;
+        let permit = self.permits.clone().try_acquire_owned().ok()?;
+        let backend = {
+            let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+            let mut found = None;
+            while let Some(mut b) = idle.pop() {
+                if b.idle_since.elapsed() >= self.cfg.idle_timeout || b.looks_closed() {
+                    debug!(backend = b.id, "idle backend expired or closed by the server");
+                    metrics::get().pool_backends.dec();
+                    continue;
+                }
+                if b.cancel_lock.try_lock().is_err() {
+                    // A cancel is being delivered: leave it for a waiting checkout.
+                    idle.push(b);
+                    return None;
+                }
+                found = Some(b);
+                break;
+            }
+            found?
+        };
+        metrics::get().pool_backends_in_use.inc();
+        metrics::get().pool_transactions.inc();
+        Some(Lease {
+            pool: self.clone(),
+            backend: Some(backend),
+            _permit: permit,
+            _org_permit: org_permit,
+        })
+    }
+
     /// Idle backends now (for tests and diagnostics).
     pub fn idle_count(&self) -> usize {
         self.idle.lock().map(|i| i.len()).unwrap_or(0)

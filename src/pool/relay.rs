@@ -75,6 +75,10 @@ const READ_CHUNK: usize = 16 * 1024;
 /// Read size of a session between transactions: idle sessions are most of
 /// them, so they keep little memory.
 const IDLE_READ_CHUNK: usize = 1024;
+/// Pin messages a session keeps, for the backends it used last.
+const MAX_CACHED_PINS: usize = 4;
+/// Output buffer kept between transactions; a larger one is freed.
+const KEPT_OUTPUT: usize = 4096;
 /// Buffered output past which the side producing it is not read.
 const HIGH_WATER: usize = 256 * 1024;
 /// Largest server message accepted.
@@ -218,7 +222,9 @@ struct Session<'p> {
     discard_portals: std::collections::HashSet<Vec<u8>>,
     // --- the current checkout ---
     lease: Option<Lease>,
-    /// The pin of the current lease's backend (it depends on its binding).
+    /// The pin messages per backend (they depend on its binding); the one
+    /// of the current lease is `pin`.
+    pins: HashMap<u64, Bytes>,
     pin: Option<(u64, Bytes)>,
     queue: VecDeque<Expect>,
     /// Messages sent since the last Sync or Query.
@@ -260,6 +266,7 @@ where
         discard_statements: Default::default(),
         discard_portals: Default::default(),
         lease: None,
+        pins: HashMap::new(),
         pin: None,
         queue: VecDeque::new(),
         unsynced: false,
@@ -332,6 +339,10 @@ impl Session<'_> {
                 return end;
             }
             if self.lease.is_none() && checkout.is_none() && self.needs_backend(&cbuf) {
+                if let Some(lease) = self.pool.try_checkout(self.ctx.identity.organization_id) {
+                    self.take(lease);
+                    continue;
+                }
                 let pool = self.pool.clone();
                 let org = self.ctx.identity.organization_id;
                 checkout = Some(Box::pin(async move { pool.checkout(org).await }));
@@ -340,14 +351,14 @@ impl Session<'_> {
                 self.to_backend.len() < HIGH_WATER && cbuf.len() < self.ctx.max_message.saturating_add(READ_CHUNK);
             let read_backend = self.to_client.len() < HIGH_WATER;
             if self.lease.is_none() && cbuf.is_empty() && self.to_client.is_empty() {
-                // Between transactions: give back what the last one grew.
+                // Between transactions: give back what a large one grew.
                 if cbuf.capacity() > IDLE_READ_CHUNK {
                     cbuf = BytesMut::with_capacity(IDLE_READ_CHUNK);
                 }
-                if self.to_client.capacity() > 0 {
+                if self.to_client.capacity() > KEPT_OUTPUT {
                     self.to_client = BytesMut::new();
                 }
-                if self.to_backend.capacity() > 0 {
+                if self.to_backend.capacity() > KEPT_OUTPUT {
                     self.to_backend = BytesMut::new();
                 }
             }
@@ -515,8 +526,20 @@ impl Session<'_> {
             self.queue.push_back(Expect::Own(Reply::Close));
         }
         if self.pin.as_ref().map(|(id, _)| *id) != Some(b.id) {
-            let values: PinValues = self.pool.connector().pin_values(&self.ctx.identity, &b.binding);
-            self.pin = Some((b.id, Backend::pin_messages(&values)));
+            let pin = match self.pins.get(&b.id) {
+                Some(p) => p.clone(),
+                None => {
+                    let values: PinValues = self.pool.connector().pin_values(&self.ctx.identity, &b.binding);
+                    let p = Backend::pin_messages(&values);
+                    // A few per session: idle sessions stay small.
+                    if self.pins.len() >= MAX_CACHED_PINS {
+                        self.pins.clear();
+                    }
+                    self.pins.insert(b.id, p.clone());
+                    p
+                }
+            };
+            self.pin = Some((b.id, pin));
         }
         self.unsynced = false;
         self.pinned_block = false;
