@@ -526,3 +526,26 @@ async fn cr_ended_comment_cannot_move_the_tenant_in_either_protocol() {
         .get(0);
     assert_eq!(own, 2);
 }
+
+#[tokio::test]
+async fn pg_notify_too_deep_once_scoped_is_refused_and_the_session_goes_on() {
+    use pg_tenant_proxy::guard::{Guard, GuardConfig, TenantScope, Verdict};
+    let p = Proxy::start(&[]).await;
+    let c = p.connect(ORG_A, USER_A).await;
+    // The shallowest call the guard refuses: its scoped form,
+    // '<prefix>' || (+...+1), would be nested deeper than the guard reads.
+    let sql = |n: usize| format!("SELECT pg_notify({}1, 'p')", "+".repeat(n));
+    let guard = Guard::new(&GuardConfig::default()).unwrap();
+    let scope = TenantScope::new(uuid::Uuid::parse_str(ORG_A).unwrap());
+    let n = (0..200)
+        .find(|n| matches!(guard.check_query(sql(*n).as_bytes(), &scope), Verdict::Deny(_)))
+        .unwrap();
+    // Refused for its scoped form: its own tree still decodes.
+    assert!(pg_query::parse(&sql(n), 0).is_ok(), "{}", sql(n));
+    let err = c.simple_query(&sql(n)).await.unwrap_err();
+    assert_eq!(sqlstate(&err), "54000");
+    assert!(db_message(&err).starts_with(PROXY_PREFIX), "{}", db_message(&err));
+    // One level less is scoped and runs (the prefix makes the channel text).
+    c.simple_query(&sql(n - 1)).await.unwrap();
+    assert_eq!(pinned(&c).await, (ORG_A.to_owned(), USER_A.to_owned()));
+}

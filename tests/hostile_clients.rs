@@ -276,3 +276,23 @@ fn the_token_command_refuses_an_absurd_ttl_without_panicking() {
     );
     assert!(out.stdout.is_empty());
 }
+
+#[tokio::test]
+async fn a_terminate_declaring_a_body_is_waited_for_and_ends_the_session() {
+    let p = Proxy::start(&[]).await;
+    let mut s = authenticated_socket(&p).await;
+    // A Terminate declaring 3 bytes of body, the body arriving later.
+    s.write_all(b"X\0\0\0\x07a").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    s.write_all(b"bc").await.unwrap();
+    let mut buf = [0u8; 64];
+    let read = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+        .await
+        .expect("the session did not end");
+    assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+    // The proxy goes on serving, and its session task ended normally.
+    let c = p.connect(ORG_A, USER_A).await;
+    c.simple_query("SELECT 1").await.unwrap();
+    let log = p.log_text();
+    assert!(!log.contains("panicked"), "{log}");
+}
