@@ -125,7 +125,10 @@ for arm in on off pre; do
   n=$(psql -X -At -h 127.0.0.1 -p "${PORT[$arm]}" -U app -d "bench_$arm" -c "SELECT count(*) FROM pgbench_accounts WHERE aid <= 1000")
   [ "$n" = 1000 ] || { echo "arm $arm sees $n of 1000 rows" >&2; exit 1; }
 done
-psql -X -h 127.0.0.1 -p "${PORT[on]}" -U app -d bench_on -c "SELECT tenant.context_status()" \
+psql -X -h 127.0.0.1 -p "${PORT[on]}" -U app -d bench_on -c "SELECT tenant.context_status()" >&2
+# The proxy refuses EXPLAIN (estimates come from every tenant's rows), so the
+# plan is shown directly, as the login role: one initPlan per statement.
+pg_psql -d bench_on -c "SET ROLE proxy_login" \
   -c "EXPLAIN (COSTS OFF) SELECT abalance FROM pgbench_accounts WHERE aid = 42" >&2
 
 PM_PID=$(head -1 "$PG_DIR/data/postmaster.pid")
