@@ -536,7 +536,10 @@ async fn backends_closed_by_the_server_while_idle_are_replaced() {
     );
     let p = Proxy::start_with_upstream(&upstream, &["--pool-mode", "transaction", "--pool-size", "2"]).await;
     let a = p.connect(ORG_A, USER_A).await;
-    assert_eq!(agents(&a).await, ["a-agent-1", "a-agent-2"]);
+    // Simple protocol first: tokio-postgres closes an extended query's
+    // statement after returning its rows, and that Close could still be on
+    // the backend when it is terminated (the next test covers that case).
+    assert_eq!(agents_simple(&a).await, ["a-agent-1", "a-agent-2"]);
     let killed = su
         .query_one(
             "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE usename = 'pool_restart_login'",
@@ -550,6 +553,167 @@ async fn backends_closed_by_the_server_while_idle_are_replaced() {
     assert_eq!(agents(&a).await, ["a-agent-1", "a-agent-2"]);
     let b = p.connect(ORG_B, USER_B).await;
     assert_eq!(agents_simple(&b).await, ["b-agent-1"]);
+}
+
+#[tokio::test]
+async fn a_backend_terminated_inside_a_transaction_ends_that_session_only() {
+    let su = superuser("app").await;
+    su.batch_execute(&format!(
+        "DO $$ BEGIN CREATE ROLE pool_fatal_login LOGIN PASSWORD '{LOGIN_PASSWORD}' IN ROLE tenant_app; \
+         EXCEPTION WHEN duplicate_object THEN NULL; END $$"
+    ))
+    .await
+    .unwrap();
+    let upstream = format!(
+        "postgresql://pool_fatal_login@127.0.0.1:{}/app?sslmode=disable",
+        pg().port
+    );
+    let p = Proxy::start_with_upstream(&upstream, &["--pool-mode", "transaction", "--pool-size", "2"]).await;
+    let token = p.token(ORG_A, Some(USER_A), 600);
+    let (a, conn) = p.config(&token).connect(tokio_postgres::NoTls).await.unwrap();
+    let conn = tokio::spawn(conn);
+    // Inside a transaction the session holds its backend.
+    a.batch_execute("BEGIN").await.unwrap();
+    assert_eq!(agents_simple(&a).await, ["a-agent-1", "a-agent-2"]);
+    let killed = su
+        .query_one(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE usename = 'pool_fatal_login'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get::<_, i64>(0);
+    assert_eq!(killed, 1);
+    // The server's FATAL reaches the client, and its connection ends, as on
+    // a direct connection.
+    let err = tokio::time::timeout(Duration::from_secs(10), conn)
+        .await
+        .expect("the session did not end after its backend was terminated")
+        .unwrap()
+        .unwrap_err();
+    let db = err.as_db_error().expect("the server's error");
+    assert_eq!(db.code().code(), "57P01");
+    assert_eq!(db.message(), "terminating connection due to administrator command");
+    assert!(a.is_closed());
+    // Other sessions go on over a new backend.
+    let b = p.connect(ORG_B, USER_B).await;
+    assert_eq!(agents(&b).await, ["b-agent-1"]);
+    let a2 = p.connect(ORG_A, USER_A).await;
+    assert_eq!(agents(&a2).await, ["a-agent-1", "a-agent-2"]);
+}
+
+#[tokio::test]
+async fn a_backend_terminated_under_a_request_ends_that_session_with_the_server_error() {
+    let su = superuser("app").await;
+    su.batch_execute(&format!(
+        "DO $$ BEGIN CREATE ROLE pool_busy_login LOGIN PASSWORD '{LOGIN_PASSWORD}' IN ROLE tenant_app; \
+         EXCEPTION WHEN duplicate_object THEN NULL; END $$"
+    ))
+    .await
+    .unwrap();
+    let upstream = format!(
+        "postgresql://pool_busy_login@127.0.0.1:{}/app?sslmode=disable",
+        pg().port
+    );
+    let p = Proxy::start_with_upstream(&upstream, &["--pool-mode", "transaction", "--pool-size", "2"]).await;
+    let a = p.connect(ORG_A, USER_A).await;
+    let sleeper = tokio::spawn(async move { a.query("SELECT pg_sleep(30)", &[]).await });
+    // Wait until the statement runs, then terminate its backend.
+    let mut killed = 0;
+    for _ in 0..100 {
+        killed = su
+            .query_one(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+                 WHERE usename = 'pool_busy_login' AND query LIKE 'SELECT pg_sleep%' AND state = 'active'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get::<_, i64>(0);
+        if killed == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(killed, 1);
+    let err = tokio::time::timeout(Duration::from_secs(10), sleeper)
+        .await
+        .expect("the request was not answered after its backend was terminated")
+        .unwrap()
+        .unwrap_err();
+    let db = err.as_db_error().expect("the server's error");
+    assert_eq!(db.code().code(), "57P01");
+    assert_eq!(db.message(), "terminating connection due to administrator command");
+    let b = p.connect(ORG_B, USER_B).await;
+    assert_eq!(agents(&b).await, ["b-agent-1"]);
+}
+
+#[tokio::test]
+async fn a_backend_that_dies_answering_a_lone_sync_ends_the_session_and_is_not_reused() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // A client's request that reaches the backend as a lone Sync (what a
+    // driver's Close and Sync become when the proxy answers the Close). The
+    // backend is stopped (SIGSTOP) and terminated before that Sync arrives,
+    // so its FATAL is the Sync's only reply.
+    let su = superuser("app").await;
+    su.batch_execute(&format!(
+        "DO $$ BEGIN CREATE ROLE pool_stop_login LOGIN PASSWORD '{LOGIN_PASSWORD}' IN ROLE tenant_app; \
+         EXCEPTION WHEN duplicate_object THEN NULL; END $$"
+    ))
+    .await
+    .unwrap();
+    let upstream = format!(
+        "postgresql://pool_stop_login@127.0.0.1:{}/app?sslmode=disable",
+        pg().port
+    );
+    let p = Proxy::start_with_upstream(&upstream, &["--pool-mode", "transaction", "--pool-size", "1"]).await;
+    let mut a = wire::authenticated_socket(&p).await;
+    a.write_all(&wire::query_msg(b"SELECT 1")).await.unwrap();
+    assert_eq!(wire::tags(&wire::read_until_ready(&mut a).await), b"TDCZ");
+    let pid: i32 = su
+        .query_one(
+            "SELECT pid FROM pg_stat_activity WHERE usename = 'pool_stop_login'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let signal = |sig: &str| {
+        let ok = std::process::Command::new("kill")
+            .args([sig, &pid.to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill {sig} {pid}");
+    };
+    signal("-STOP");
+    let killed: bool = su
+        .query_one("SELECT pg_terminate_backend($1)", &[&pid])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(killed);
+    a.write_all(&wire::msg(b'S', |_| {})).await.unwrap();
+    // Let the Sync reach the stopped backend.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    signal("-CONT");
+    // The client gets the server's FATAL, then the end of its connection.
+    let (tag, body) = tokio::time::timeout(Duration::from_secs(10), wire::read_msg(&mut a))
+        .await
+        .expect("no reply to the Sync");
+    assert_eq!(tag, b'E');
+    assert_eq!(wire::error_code(&body), "57P01");
+    assert!(String::from_utf8_lossy(&body).contains("\0Mterminating connection due to administrator command\0"));
+    let mut rest = Vec::new();
+    let n = tokio::time::timeout(Duration::from_secs(10), a.read_to_end(&mut rest))
+        .await
+        .expect("the session went on after its backend's FATAL")
+        .unwrap();
+    assert_eq!(n, 0, "more after the FATAL: {rest:?}");
+    // The pool's only backend was not given back: the next session gets a
+    // new one and its rows.
+    let b = p.connect(ORG_B, USER_B).await;
+    assert_eq!(agents(&b).await, ["b-agent-1"]);
 }
 
 #[tokio::test]

@@ -83,6 +83,9 @@ const KEPT_OUTPUT: usize = 4096;
 const HIGH_WATER: usize = 256 * 1024;
 /// Largest server message accepted.
 const MAX_SERVER_MESSAGE: usize = 1 << 30;
+/// Longest wait for a last write of a session (replies owed to the client,
+/// the Terminate to a backend that is not given back).
+const LAST_WRITE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Name given to the marker Parse of a refused extended-protocol message:
 /// its Parse always fails, so nothing of that name is ever created.
 const REFUSED_STATEMENT: &[u8] = b"pgtp_refused";
@@ -300,6 +303,16 @@ where
             "terminating connection because pg-tenant-proxy is shutting down",
         )),
     };
+    // Replies already owed to the client go out before the session's end
+    // (for a server's FATAL, that error itself), bounded like every last
+    // write of a session.
+    if !s.to_client.is_empty() && !matches!(end, End::ClientVanished | End::ClientClosed) {
+        let _ = tokio::time::timeout(LAST_WRITE_TIMEOUT, async {
+            cw.write_all(&s.to_client).await?;
+            cw.flush().await
+        })
+        .await;
+    }
     s.finish(&end).await;
     end
 }
@@ -1074,12 +1087,15 @@ impl Session<'_> {
             }
             _ => {}
         }
+        if tag == b'E' && closes_connection(&body) {
+            // The server is ending this connection (terminated by an
+            // administrator, shutting down, ...): whatever the request, the
+            // client's session ends with it, as it would on a direct
+            // connection. The backend is never given back.
+            forward(&mut self.to_client, tag, &body);
+            return Err(End::UpstreamClosed { told_client: true });
+        }
         let Some(head) = self.queue.front() else {
-            if tag == b'E' {
-                // A FATAL error outside any request (the server is closing).
-                forward(&mut self.to_client, tag, &body);
-                return Ok(());
-            }
             return Err(bad_server("a reply to no request"));
         };
         let Some(reply) = head.reply() else {
@@ -1295,13 +1311,21 @@ impl Session<'_> {
             }
         }
         let b = lease.backend();
-        let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        let _ = tokio::time::timeout(LAST_WRITE_TIMEOUT, async {
             b.writer.write_all(&[b'X', 0, 0, 0, 4]).await?;
             b.writer.shutdown().await
         })
         .await;
         drop(lease);
     }
+}
+
+/// Whether an ErrorResponse is FATAL or PANIC: the server closes the
+/// connection after it. Read from the non-localised severity (`V`), or the
+/// localised one (`S`) from a server that sends no `V`.
+fn closes_connection(body: &[u8]) -> bool {
+    let severity = super::backend::error_field(body, b'V').or_else(|| super::backend::error_field(body, b'S'));
+    matches!(severity.as_deref(), Some("FATAL" | "PANIC"))
 }
 
 /// Appends a message with `tag` and `body`.
