@@ -679,8 +679,9 @@ async fn a_backend_that_dies_answering_a_lone_sync_ends_the_session_and_is_not_r
         .unwrap()
         .get(0);
     let signal = |sig: &str| {
-        let ok = std::process::Command::new("kill")
-            .args([sig, &pid.to_string()])
+        // The shell's own kill: no procps needed.
+        let ok = std::process::Command::new("sh")
+            .args(["-c", &format!("kill {sig} {pid}")])
             .status()
             .unwrap()
             .success();
