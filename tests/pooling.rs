@@ -520,21 +520,24 @@ async fn with_every_backend_busy_a_client_gets_53300_after_the_checkout_timeout_
     assert_eq!(agents_simple(&b).await, ["b-agent-1"]);
 }
 
-#[tokio::test]
-async fn backends_closed_by_the_server_while_idle_are_replaced() {
-    // A login role of its own, so only this proxy's backends are terminated.
-    let su = superuser("app").await;
+/// A proxy in transaction pool mode with `size` backends that log in as
+/// `role`, a login role of its own, so a test can terminate exactly this
+/// proxy's backends.
+async fn pooled_as_own_login(su: &tokio_postgres::Client, role: &str, size: &str) -> Proxy {
     su.batch_execute(&format!(
-        "DO $$ BEGIN CREATE ROLE pool_restart_login LOGIN PASSWORD '{LOGIN_PASSWORD}' IN ROLE tenant_app; \
+        "DO $$ BEGIN CREATE ROLE {role} LOGIN PASSWORD '{LOGIN_PASSWORD}' IN ROLE tenant_app; \
          EXCEPTION WHEN duplicate_object THEN NULL; END $$"
     ))
     .await
     .unwrap();
-    let upstream = format!(
-        "postgresql://pool_restart_login@127.0.0.1:{}/app?sslmode=disable",
-        pg().port
-    );
-    let p = Proxy::start_with_upstream(&upstream, &["--pool-mode", "transaction", "--pool-size", "2"]).await;
+    let upstream = format!("postgresql://{role}@127.0.0.1:{}/app?sslmode=disable", pg().port);
+    Proxy::start_with_upstream(&upstream, &["--pool-mode", "transaction", "--pool-size", size]).await
+}
+
+#[tokio::test]
+async fn backends_closed_by_the_server_while_idle_are_replaced() {
+    let su = superuser("app").await;
+    let p = pooled_as_own_login(&su, "pool_restart_login", "2").await;
     let a = p.connect(ORG_A, USER_A).await;
     // Simple protocol first: tokio-postgres closes an extended query's
     // statement after returning its rows, and that Close could still be on
@@ -558,17 +561,7 @@ async fn backends_closed_by_the_server_while_idle_are_replaced() {
 #[tokio::test]
 async fn a_backend_terminated_inside_a_transaction_ends_that_session_only() {
     let su = superuser("app").await;
-    su.batch_execute(&format!(
-        "DO $$ BEGIN CREATE ROLE pool_fatal_login LOGIN PASSWORD '{LOGIN_PASSWORD}' IN ROLE tenant_app; \
-         EXCEPTION WHEN duplicate_object THEN NULL; END $$"
-    ))
-    .await
-    .unwrap();
-    let upstream = format!(
-        "postgresql://pool_fatal_login@127.0.0.1:{}/app?sslmode=disable",
-        pg().port
-    );
-    let p = Proxy::start_with_upstream(&upstream, &["--pool-mode", "transaction", "--pool-size", "2"]).await;
+    let p = pooled_as_own_login(&su, "pool_fatal_login", "2").await;
     let token = p.token(ORG_A, Some(USER_A), 600);
     let (a, conn) = p.config(&token).connect(tokio_postgres::NoTls).await.unwrap();
     let conn = tokio::spawn(conn);
@@ -605,17 +598,7 @@ async fn a_backend_terminated_inside_a_transaction_ends_that_session_only() {
 #[tokio::test]
 async fn a_backend_terminated_under_a_request_ends_that_session_with_the_server_error() {
     let su = superuser("app").await;
-    su.batch_execute(&format!(
-        "DO $$ BEGIN CREATE ROLE pool_busy_login LOGIN PASSWORD '{LOGIN_PASSWORD}' IN ROLE tenant_app; \
-         EXCEPTION WHEN duplicate_object THEN NULL; END $$"
-    ))
-    .await
-    .unwrap();
-    let upstream = format!(
-        "postgresql://pool_busy_login@127.0.0.1:{}/app?sslmode=disable",
-        pg().port
-    );
-    let p = Proxy::start_with_upstream(&upstream, &["--pool-mode", "transaction", "--pool-size", "2"]).await;
+    let p = pooled_as_own_login(&su, "pool_busy_login", "2").await;
     let a = p.connect(ORG_A, USER_A).await;
     let sleeper = tokio::spawn(async move { a.query("SELECT pg_sleep(30)", &[]).await });
     // Wait until the statement runs, then terminate its backend.
@@ -656,17 +639,7 @@ async fn a_backend_that_dies_answering_a_lone_sync_ends_the_session_and_is_not_r
     // backend is stopped (SIGSTOP) and terminated before that Sync arrives,
     // so its FATAL is the Sync's only reply.
     let su = superuser("app").await;
-    su.batch_execute(&format!(
-        "DO $$ BEGIN CREATE ROLE pool_stop_login LOGIN PASSWORD '{LOGIN_PASSWORD}' IN ROLE tenant_app; \
-         EXCEPTION WHEN duplicate_object THEN NULL; END $$"
-    ))
-    .await
-    .unwrap();
-    let upstream = format!(
-        "postgresql://pool_stop_login@127.0.0.1:{}/app?sslmode=disable",
-        pg().port
-    );
-    let p = Proxy::start_with_upstream(&upstream, &["--pool-mode", "transaction", "--pool-size", "1"]).await;
+    let p = pooled_as_own_login(&su, "pool_stop_login", "1").await;
     let mut a = wire::authenticated_socket(&p).await;
     a.write_all(&wire::query_msg(b"SELECT 1")).await.unwrap();
     assert_eq!(wire::tags(&wire::read_until_ready(&mut a).await), b"TDCZ");
