@@ -358,6 +358,31 @@ pub struct PoolConfig {
     /// Most backends one organization holds at once (its other sessions
     /// wait), so one tenant cannot take the whole pool.
     pub max_backends_per_organization: usize,
+    /// How the tenant is pinned in each transaction.
+    pub pin_form: PinForm,
+}
+
+/// How the tenant is pinned in each pooled transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PinForm {
+    /// A prepared `set_config(..., true)` inside the client's transaction.
+    SetConfig,
+    /// `BEGIN` and one `SET LOCAL` query per setting, opened by the proxy
+    /// around the client's statements (what Citus forwards to workers).
+    SetLocal,
+}
+
+impl PinForm {
+    /// Parses `set_config` or `set_local`.
+    pub fn parse(s: &str) -> Result<PinForm, String> {
+        match s {
+            "set_config" => Ok(PinForm::SetConfig),
+            "set_local" => Ok(PinForm::SetLocal),
+            other => Err(format!(
+                "pool pin_form must be \"set_config\" or \"set_local\", not {other:?}"
+            )),
+        }
+    }
 }
 
 /// How log lines are written.
@@ -689,6 +714,7 @@ fn pool(r: &Resolved) -> Result<PoolConfig, String> {
                 ))
             }
         },
+        pin_form: PinForm::parse(&r.str("pool.pin_form")?)?,
     })
 }
 

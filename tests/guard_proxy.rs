@@ -74,6 +74,23 @@ async fn every_attack_is_refused_in_transaction_pool_mode_and_nothing_persists()
     every_attack(&p, Some(&b)).await;
 }
 
+/// The same with the tenant pinned in the `set_local` form (the proxy's own
+/// BEGIN and SET LOCAL queries around the client's statements).
+#[tokio::test]
+async fn every_attack_is_refused_in_the_set_local_pin_form_and_nothing_persists() {
+    let p = Proxy::start(&[
+        "--pool-mode",
+        "transaction",
+        "--pool-size",
+        "1",
+        "--pool-pin-form",
+        "set_local",
+    ])
+    .await;
+    let b = p.connect(ORG_B, USER_B).await;
+    every_attack(&p, Some(&b)).await;
+}
+
 async fn every_attack(p: &Proxy, other: Option<&Client>) {
     let pooled = other.is_some();
     let attacks = guard_corpus::attacks();

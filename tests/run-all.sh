@@ -13,7 +13,7 @@
 #   4. the 1M-row index and latency check (tests/isolation/perf/run.sh);
 #   5. real client drivers through the proxy (tests/drivers/run.sh: psql, pgbench,
 #      psycopg 3, asyncpg, node-postgres, postgres.js, pgjdbc, pgx, lib/pq), in
-#      session mode and again in transaction pool mode.
+#      session mode and again in transaction pool mode, in both pin forms.
 # Needs PostgreSQL 15 server binaries, psql, libclang for the SQL parser and the
 # drivers (.ci/run installs them; tests/drivers/install.sh for the drivers).
 # Every part runs even when an earlier one failed; the last line is
@@ -77,6 +77,8 @@ part "isolation suite (psql through the proxy)" tests/isolation/run.sh
 part "1M-row index and latency check" tests/isolation/perf/run.sh
 part "client drivers through the proxy" tests/drivers/run.sh
 part "client drivers through the proxy in transaction pool mode" env POOL_MODE=transaction tests/drivers/run.sh
+part "client drivers through the proxy in transaction pool mode, pin form set_local" \
+  env POOL_MODE=transaction PIN_FORM=set_local tests/drivers/run.sh
 
 echo "total: $TOTAL_PASSED passed, $TOTAL_FAILED failed"
 [ "$TOTAL_FAILED" = 0 ]

@@ -719,6 +719,17 @@ pub static SETTINGS: &[Setting] = &[
         "Seconds a client may hold a pooled backend inside a transaction without sending anything (or without \
          reading its replies) before its session is closed with 25P03",
     ),
+    Setting::new(
+        "pool.pin_form",
+        "pool-pin-form",
+        "PGTP_POOL_PIN_FORM",
+        Str,
+        D::Str("set_config"),
+        "FORM",
+        "How the tenant is pinned in each pooled transaction: set_config (a prepared set_config(..., true) in the \
+         client's own transaction, no extra statement) or set_local (an explicit BEGIN and one SET LOCAL per \
+         setting, each its own query string, as Citus needs to forward them to its workers)",
+    ),
 ];
 
 /// The setting with this key.

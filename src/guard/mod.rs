@@ -336,6 +336,50 @@ pub fn ends_transaction(sql: &[u8]) -> bool {
         })
 }
 
+/// Whether the statement text ends its transaction for good: COMMIT, END,
+/// ABORT or ROLLBACK, but not `ROLLBACK TO [SAVEPOINT]`, after which the
+/// transaction (and what was set in it before the savepoint) goes on.
+/// Used by the `set_local` pin form, which refuses a statement that follows
+/// one of these in the same Sync block (it would run unpinned).
+pub fn closes_transaction(sql: &[u8]) -> bool {
+    if !ends_transaction(sql) {
+        return false;
+    }
+    // `ROLLBACK [WORK | TRANSACTION] TO ...`: the word `to` among the next
+    // few words. A comment between the words makes this answer `true`,
+    // which refuses the next statement in the block: never unsafe.
+    let head = sql.get(..sql.len().min(128)).unwrap_or_default();
+    let words: Vec<&[u8]> = head
+        .split(|b| b.is_ascii_whitespace())
+        .filter(|w| !w.is_empty())
+        .take(4)
+        .collect();
+    !(words.first().is_some_and(|w| w.eq_ignore_ascii_case(b"rollback"))
+        && words.iter().skip(1).any(|w| w.eq_ignore_ascii_case(b"to")))
+}
+
+/// Whether the statement text may open a transaction block of its own
+/// (`BEGIN`, `START TRANSACTION`) or start a COPY: any `begin`, `start` or
+/// `copy` in its bytes, in any case. The `set_local` pin form commits the
+/// block it opened in the same write as the client's statement only when
+/// this is `false`; otherwise it waits for the statement's ReadyForQuery.
+/// A false `true` (the word in a string or a name) costs that wait, nothing
+/// else.
+pub fn may_begin_or_copy(sql: &[u8]) -> bool {
+    let has = |word: &[u8]| sql.windows(word.len()).any(|w| w.eq_ignore_ascii_case(word));
+    has(b"copy") || has(b"begin") || has(b"start")
+}
+
+/// The refusal, in the `set_local` pin form, of a statement that follows
+/// COMMIT or ROLLBACK in the same Sync block: the proxy pins a transaction
+/// only where a Sync block begins.
+pub fn set_local_statement_after_transaction_end() -> ClientError {
+    refusal::pooled(
+        "a statement after COMMIT or ROLLBACK in the same Sync block (pin form set_local)",
+        "Send Sync after COMMIT or ROLLBACK, then the next statement.",
+    )
+}
+
 /// The refusal for a statement of `len` bytes, over the `max` the guard
 /// inspects (for callers that refuse before the text is complete).
 pub fn statement_too_long(len: usize, max: usize) -> ClientError {

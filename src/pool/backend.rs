@@ -247,6 +247,44 @@ impl Backend {
     }
 }
 
+/// The pin in the `set_local` form: `BEGIN`, then one `SET LOCAL` per
+/// setting, each a Query of its own: Citus forwards the whole query string
+/// of a `SET LOCAL` to its workers, so the string must hold that statement
+/// alone. Returns the messages and how many Queries they are (each answered
+/// by CommandComplete and ReadyForQuery). Values are quoted as SQL literals.
+pub fn set_local_pin_messages(pin: &PinValues) -> (Bytes, usize) {
+    let mut settings = vec![
+        (crate::pin::ORG_SETTING, pin.organization.as_str()),
+        (crate::pin::USER_SETTING, pin.user.as_str()),
+    ];
+    if let Some(p) = &pin.proof {
+        settings.push((crate::context::PROOF_SETTING, p.as_str()));
+    }
+    let mut out = BytesMut::with_capacity(512);
+    out.put_slice(&crate::screen::query_message("BEGIN"));
+    for (name, value) in &settings {
+        out.put_slice(&crate::screen::query_message(&format!(
+            "SET LOCAL {name} = {}",
+            sql_literal(value)
+        )));
+    }
+    (out.freeze(), settings.len() + 1)
+}
+
+/// `value` as an SQL string literal, right whatever
+/// `standard_conforming_strings` is: quotes doubled, and with a backslash
+/// in it, the `E''` form with backslashes doubled. A NUL (which no value
+/// the proxy makes contains) is dropped: a Query cannot carry it.
+fn sql_literal(value: &str) -> String {
+    let clean: String = value.chars().filter(|c| *c != '\0').collect();
+    let quoted = clean.replace('\'', "''");
+    if quoted.contains('\\') {
+        format!("E'{}'", quoted.replace('\\', "\\\\"))
+    } else {
+        format!("'{quoted}'")
+    }
+}
+
 /// The pin statement: the tenant, the user and (with verification on) the
 /// proof, each `set_config(..., true)`, so they last exactly as long as the
 /// transaction.
@@ -328,6 +366,49 @@ pub fn frame_len(body: &[u8]) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn set_local_pin_is_begin_then_one_query_per_setting() {
+        let (bytes, n) = set_local_pin_messages(&PinValues {
+            organization: "aaaaaaaa-0000-4000-8000-000000000001".into(),
+            user: String::new(),
+            proof: Some("v1,k-1,100,10.0.0.1,5432,AbC+/=".into()),
+        });
+        assert_eq!(n, 4);
+        let mut rest = &bytes[..];
+        let mut queries = Vec::new();
+        while !rest.is_empty() {
+            assert_eq!(rest[0], b'Q');
+            let len = u32::from_be_bytes([rest[1], rest[2], rest[3], rest[4]]) as usize;
+            let sql = &rest[5..1 + len];
+            assert_eq!(sql.last(), Some(&0));
+            queries.push(String::from_utf8(sql[..sql.len() - 1].to_vec()).unwrap());
+            rest = &rest[1 + len..];
+        }
+        assert_eq!(
+            queries,
+            [
+                "BEGIN",
+                "SET LOCAL app.current_organization_id = 'aaaaaaaa-0000-4000-8000-000000000001'",
+                "SET LOCAL app.current_user_id = ''",
+                "SET LOCAL app.context_proof = 'v1,k-1,100,10.0.0.1,5432,AbC+/='",
+            ]
+        );
+        let (_, n) = set_local_pin_messages(&PinValues {
+            organization: "o".into(),
+            user: "u".into(),
+            proof: None,
+        });
+        assert_eq!(n, 3);
+    }
+
+    #[test]
+    fn literals_are_quoted_whatever_standard_conforming_strings_says() {
+        assert_eq!(sql_literal("abc"), "'abc'");
+        assert_eq!(sql_literal("a'b"), "'a''b'");
+        assert_eq!(sql_literal("a\\'b"), "E'a\\\\''b'");
+        assert_eq!(sql_literal("a\0b"), "'ab'");
+    }
 
     #[test]
     fn data_rows_decode_and_bad_ones_are_refused() {

@@ -56,7 +56,7 @@ use tokio::time::Instant;
 use tracing::{debug, warn};
 
 use super::backend::{data_row, Backend, MAX_PREPARED_PER_BACKEND};
-use super::statements::Statement;
+use super::statements::{Statement, TxnEffect};
 use super::{Lease, Pool, PoolError};
 use crate::auth::Identity;
 use crate::cancel::{HeldBackend, PooledTarget};
@@ -180,6 +180,11 @@ enum Expect {
     /// client's session is reset when it is sent (not if an earlier error
     /// made the server skip the rest of the block).
     FakeDiscard,
+    /// The `COMMIT` (a Query) that ends a transaction the proxy opened in
+    /// the `set_local` pin form: its CommandComplete is dropped, an error is
+    /// the client's (a deferred constraint, a serialization failure), and
+    /// its ReadyForQuery answers the client's Query or Sync.
+    Commit,
 }
 
 impl Expect {
@@ -187,7 +192,7 @@ impl Expect {
         match self {
             Expect::Client(r) | Expect::Own(r) => Some(*r),
             Expect::ClientParse { .. } | Expect::OwnParse { .. } => Some(Reply::Parse),
-            Expect::OwnQuery { .. } => Some(Reply::Query),
+            Expect::OwnQuery { .. } | Expect::Commit => Some(Reply::Query),
             Expect::Fake(..) | Expect::FakeDiscard | Expect::CopyEnd => None,
         }
     }
@@ -201,9 +206,20 @@ impl Expect {
 struct Unnamed {
     /// The Parse message as sent (guard-checked, possibly rewritten).
     parse: Bytes,
-    ends_transaction: bool,
+    effect: TxnEffect,
     /// Parse number, to tell whose is in place on a backend.
     seq: u64,
+}
+
+/// A transaction block the proxy opened (`set_local` pin form) for the
+/// client's statements, which the client does not know is open.
+#[derive(Debug, Default)]
+struct Wrap {
+    /// The client's own BEGIN ran inside it (PostgreSQL's warning 25001,
+    /// dropped): the block is the client's transaction now.
+    client_began: bool,
+    /// The proxy's COMMIT is on its way.
+    commit_sent: bool,
 }
 
 /// Everything one pooled session keeps.
@@ -217,18 +233,30 @@ struct Session<'p> {
     statements: HashMap<Vec<u8>, Arc<Statement>>,
     unnamed: Option<Unnamed>,
     parse_seq: u64,
-    /// Portals the client bound, with whether each ends a transaction.
-    portals: HashMap<Vec<u8>, bool>,
+    /// Portals the client bound, with what each does to its transaction.
+    portals: HashMap<Vec<u8>, TxnEffect>,
     /// Statements (by client name, "" for the unnamed one) and portals that
     /// are `DISCARD ALL`, which the proxy answers itself.
     discard_statements: std::collections::HashSet<Vec<u8>>,
     discard_portals: std::collections::HashSet<Vec<u8>>,
     // --- the current checkout ---
     lease: Option<Lease>,
-    /// The pin messages per backend (they depend on its binding); the one
+    /// Pin in the `set_local` form (BEGIN and SET LOCAL queries).
+    set_local: bool,
+    /// The pin messages per backend (they depend on its binding), with how
+    /// many Queries they are (0: the prepared `set_config` form); the one
     /// of the current lease is `pin`.
-    pins: HashMap<u64, Bytes>,
-    pin: Option<(u64, Bytes)>,
+    pins: HashMap<u64, (Bytes, usize)>,
+    pin: Option<(u64, Bytes, usize)>,
+    /// `set_local`: the block the proxy opened, while it is open.
+    wrap: Option<Wrap>,
+    /// `set_local`: a message of the current Sync block reached the backend.
+    block_open: bool,
+    /// `set_local`: no statement executed in this Sync block may open a
+    /// block of its own or start a COPY (the COMMIT can go with the Sync).
+    block_plain: bool,
+    /// `set_local`: a statement in this Sync block ended the transaction.
+    block_ended: bool,
     queue: VecDeque<Expect>,
     /// Messages sent since the last Sync or Query.
     unsynced: bool,
@@ -269,8 +297,13 @@ where
         discard_statements: Default::default(),
         discard_portals: Default::default(),
         lease: None,
+        set_local: pool.config().pin_form == crate::config::PinForm::SetLocal,
         pins: HashMap::new(),
         pin: None,
+        wrap: None,
+        block_open: false,
+        block_plain: true,
+        block_ended: false,
         queue: VecDeque::new(),
         unsynced: false,
         pinned_block: false,
@@ -538,12 +571,16 @@ impl Session<'_> {
             });
             self.queue.push_back(Expect::Own(Reply::Close));
         }
-        if self.pin.as_ref().map(|(id, _)| *id) != Some(b.id) {
-            let pin = match self.pins.get(&b.id) {
+        if self.pin.as_ref().map(|(id, ..)| *id) != Some(b.id) {
+            let (pin, queries) = match self.pins.get(&b.id) {
                 Some(p) => p.clone(),
                 None => {
                     let values: PinValues = self.pool.connector().pin_values(&self.ctx.identity, &b.binding);
-                    let p = Backend::pin_messages(&values);
+                    let p = if self.set_local {
+                        super::backend::set_local_pin_messages(&values)
+                    } else {
+                        (Backend::pin_messages(&values), 0)
+                    };
                     // A few per session: idle sessions stay small.
                     if self.pins.len() >= MAX_CACHED_PINS {
                         self.pins.clear();
@@ -552,10 +589,14 @@ impl Session<'_> {
                     p
                 }
             };
-            self.pin = Some((b.id, pin));
+            self.pin = Some((b.id, pin, queries));
         }
         self.unsynced = false;
         self.pinned_block = false;
+        self.wrap = None;
+        self.block_open = false;
+        self.block_plain = true;
+        self.block_ended = false;
         self.touched = false;
         self.reset_all = false;
         self.lease = Some(lease);
@@ -638,6 +679,14 @@ impl Session<'_> {
             if self.lease.is_none() {
                 return Ok(());
             }
+            if self.set_local && !self.block_open && h.tag != b'H' && self.awaits_ready() {
+                // `set_local`: a new Sync block (or a lone Sync) goes once
+                // the backend's status is known and the block before it is
+                // committed. Only while a ReadyForQuery is on its way: after
+                // a COPY FROM STDIN the server ignored the Sync, and the
+                // client's next Sync is what makes it answer.
+                return Ok(());
+            }
             let frame = cbuf.split_to(h.total).freeze();
             self.extended(frame)?;
         }
@@ -689,6 +738,11 @@ impl Session<'_> {
         self.reset_all |= effects.reset_all;
         self.to_backend.put_slice(&message);
         self.queue.push_back(Expect::Client(Reply::Query));
+        if self.wrap.is_some() && !crate::guard::may_begin_or_copy(message.get(5..).unwrap_or_default()) {
+            // Nothing in it opens a block of its own or waits for COPY
+            // data: the block the proxy opened is committed in this write.
+            self.send_commit();
+        }
         self.unsynced = false;
         self.pinned_block = false;
         Ok(())
@@ -696,12 +750,49 @@ impl Session<'_> {
 
     /// The pin messages for the current transaction.
     fn push_pin(&mut self) {
-        if let Some((_, pin)) = &self.pin {
-            self.to_backend.put_slice(pin);
+        let Some((_, pin, queries)) = &self.pin else { return };
+        self.to_backend.put_slice(pin);
+        if *queries == 0 {
             self.queue.push_back(Expect::Own(Reply::Bind));
             self.queue.push_back(Expect::Own(Reply::Execute));
             self.queue.push_back(Expect::Own(Reply::Close));
+            return;
         }
+        // BEGIN and the SET LOCALs: a transaction block the client does not
+        // know about. A Query drops the unnamed statement.
+        for _ in 0..*queries {
+            self.queue.push_back(Expect::Own(Reply::Query));
+        }
+        self.wrap = Some(Wrap::default());
+        self.backend().unnamed_owner = None;
+    }
+
+    /// Whether a ReadyForQuery is still to come for a request in flight.
+    fn awaits_ready(&self) -> bool {
+        self.queue.iter().any(|e| e.reply().is_some_and(Reply::survives_error))
+    }
+
+    /// `set_local`: the COMMIT of the block the proxy opened, sent now.
+    fn send_commit(&mut self) {
+        self.to_backend.put_slice(&query_message("COMMIT"));
+        self.queue.push_back(Expect::Commit);
+        if let Some(w) = self.wrap.as_mut() {
+            w.commit_sent = true;
+        }
+    }
+
+    /// `set_local`: an Execute. A statement after one that closed the
+    /// transaction in the same Sync block is refused (the proxy pins only
+    /// where a block begins).
+    fn execute_set_local(&mut self, frame: &Bytes, effect: TxnEffect) -> Result<(), End> {
+        if self.block_ended && !effect.ends {
+            return self.refuse(crate::guard::set_local_statement_after_transaction_end());
+        }
+        self.block_ended |= effect.closes;
+        self.block_plain &= !effect.may_begin_or_copy;
+        self.to_backend.put_slice(frame);
+        self.queue.push_back(Expect::Client(Reply::Execute));
+        Ok(())
     }
 
     /// `DISCARD ALL` answered by the proxy: startup settings back, every
@@ -727,6 +818,17 @@ impl Session<'_> {
         let tag = frame[0];
         let body = frame.slice(5..);
         self.unsynced = true;
+        if self.set_local && !self.block_open && matches!(tag, b'P' | b'B' | b'D' | b'E' | b'C') {
+            // The first message of a Sync block, sent with every earlier
+            // reply in (see `client_messages`): outside a transaction, the
+            // proxy opens one and pins it before the client's messages.
+            self.block_open = true;
+            self.block_plain = true;
+            self.block_ended = false;
+            if self.queue.is_empty() && self.backend().status == b'I' {
+                self.push_pin();
+            }
+        }
         match tag {
             b'P' => self.parse(&body),
             b'B' => self.bind(&frame, &body),
@@ -740,7 +842,11 @@ impl Session<'_> {
                     self.queue.push_back(Expect::FakeDiscard);
                     return Ok(());
                 }
-                let ends = self.portals.get(portal).copied().unwrap_or(false);
+                let effect = self.portals.get(portal).copied().unwrap_or(TxnEffect::UNKNOWN);
+                if self.set_local {
+                    return self.execute_set_local(&frame, effect);
+                }
+                let ends = effect.ends;
                 if !ends && !self.pinned_block {
                     self.push_pin();
                     self.pinned_block = true;
@@ -766,6 +872,13 @@ impl Session<'_> {
                 self.queue.push_back(Expect::Client(Reply::Sync));
                 self.unsynced = false;
                 self.pinned_block = false;
+                if self.set_local {
+                    if self.block_plain && self.wrap.as_ref().is_some_and(|w| !w.commit_sent) {
+                        self.send_commit();
+                    }
+                    self.block_open = false;
+                    self.block_ended = false;
+                }
                 Ok(())
             }
             other => Err(End::Fatal(ClientError::fatal(
@@ -849,7 +962,7 @@ impl Session<'_> {
             let message = parse_message(b"", &sql_str, tail);
             self.unnamed = Some(Unnamed {
                 parse: message.clone(),
-                ends_transaction: crate::guard::ends_transaction(&sql),
+                effect: TxnEffect::of(&sql),
                 seq,
             });
             let session = self.ctx.session_id;
@@ -880,13 +993,13 @@ impl Session<'_> {
     /// Makes sure the backend holds statement `name` of this client, and
     /// returns the name to use there. `Err(())`: the client has no such
     /// statement (the caller refuses with 26000).
-    fn ensure_statement(&mut self, name: &[u8]) -> Result<(Vec<u8>, bool), ()> {
+    fn ensure_statement(&mut self, name: &[u8]) -> Result<(Vec<u8>, TxnEffect), ()> {
         if name.is_empty() {
             let session = self.ctx.session_id;
             let Some(u) = &self.unnamed else {
                 return Err(());
             };
-            let (parse, seq, ends) = (u.parse.clone(), u.seq, u.ends_transaction);
+            let (parse, seq, ends) = (u.parse.clone(), u.seq, u.effect);
             let b = self.backend();
             if b.unnamed_owner != Some((session, seq)) {
                 b.unnamed_owner = Some((session, seq));
@@ -904,7 +1017,7 @@ impl Session<'_> {
             self.to_backend.put_slice(&stmt.parse);
             self.queue.push_back(Expect::OwnParse { id: stmt.id });
         }
-        Ok((stmt.name.as_bytes().to_vec(), stmt.ends_transaction))
+        Ok((stmt.name.as_bytes().to_vec(), stmt.effect))
     }
 
     fn no_statement(&mut self, name: &[u8]) -> Result<(), End> {
@@ -1073,7 +1186,7 @@ impl Session<'_> {
         match tag {
             // Asynchronous: a notice, a changed setting, a notification.
             b'N' | b'S' => {
-                if !own || (report && tag == b'S') {
+                if (!own || (report && tag == b'S')) && !(tag == b'N' && self.wrap_notice(&body)) {
                     forward(&mut self.to_client, tag, &body);
                 }
                 return Ok(());
@@ -1105,6 +1218,12 @@ impl Session<'_> {
             return self.error(reply, body);
         }
         let readback = matches!(head, Expect::OwnQuery { readback: true, .. });
+        let commit = matches!(head, Expect::Commit);
+        if tag == b'Z' && self.wrap.is_some() && matches!(head, Expect::Client(Reply::Query | Reply::Sync)) {
+            self.queue.pop_front();
+            self.wrapped_ready(&body);
+            return Ok(());
+        }
         if tag == b'G' {
             self.copy_in_started();
         }
@@ -1117,13 +1236,58 @@ impl Session<'_> {
                     }
                 }
             }
-        } else if !own {
+        } else if !(own || (commit && tag == b'C')) {
             forward(&mut self.to_client, tag, &body);
+        }
+        if commit && tag == b'Z' {
+            self.wrap = None;
         }
         if reply.ends_with(tag) {
             self.queue.pop_front();
         }
         Ok(())
+    }
+
+    /// `set_local`: a notice for the client while the proxy's block is
+    /// open. Returns whether it is dropped: the warning 25001 of the
+    /// client's own BEGIN inside the proxy's block (PostgreSQL would not
+    /// warn on a direct connection, and the block is the client's
+    /// transaction from then on), and the warning 25P01 of the proxy's
+    /// COMMIT after the client's own COMMIT ended the block.
+    fn wrap_notice(&mut self, body: &[u8]) -> bool {
+        let commit = matches!(self.queue.front(), Some(Expect::Commit));
+        let Some(w) = self.wrap.as_mut() else { return false };
+        let code = super::backend::error_field(body, b'C');
+        if commit {
+            return code.as_deref() == Some("25P01");
+        }
+        if !w.client_began && code.as_deref() == Some("25001") {
+            w.client_began = true;
+            return true;
+        }
+        false
+    }
+
+    /// `set_local`: the ReadyForQuery that ends the client's Query or Sync
+    /// block while the proxy's block is open. The client is told `I` only
+    /// once the proxy's block is over: committed here (or by the COMMIT
+    /// already on its way, whose ReadyForQuery it gets instead of this one),
+    /// unless the client began a transaction of its own in it, which goes on.
+    fn wrapped_ready(&mut self, body: &Bytes) {
+        let status = body.first().copied().unwrap_or(b'I');
+        let Some(w) = self.wrap.as_ref() else { return };
+        if w.commit_sent {
+            return;
+        }
+        if status == b'I' || w.client_began {
+            // Ended by the client's COMMIT or ROLLBACK, or now the client's.
+            self.wrap = None;
+            forward(&mut self.to_client, b'Z', body);
+            return;
+        }
+        // `T` or `E`: committed (or, after an error, rolled back) now; the
+        // client waits for this ReadyForQuery, so nothing else is queued.
+        self.send_commit();
     }
 
     /// The server entered copy-in mode for the request at the head: every

@@ -27,9 +27,39 @@ pub struct Statement {
     pub name: String,
     /// The Parse message that prepares it under [`Statement::name`].
     pub parse: Bytes,
-    /// Whether it ends a transaction (COMMIT, ROLLBACK, END, ABORT): the
-    /// tenant is never pinned right before it (see [`super::relay`]).
-    pub ends_transaction: bool,
+    /// What it does to its transaction.
+    pub effect: TxnEffect,
+}
+
+/// What a statement does to its transaction, as far as the pooled relay
+/// cares (read from its text; see [`super::relay`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TxnEffect {
+    /// It begins with COMMIT, END, ROLLBACK or ABORT (`ROLLBACK TO
+    /// SAVEPOINT` included): the tenant is never pinned right before it.
+    pub ends: bool,
+    /// ... and it is not `ROLLBACK TO`: the transaction is over after it.
+    pub closes: bool,
+    /// It may open a transaction block of its own or start a COPY.
+    pub may_begin_or_copy: bool,
+}
+
+impl TxnEffect {
+    /// The effect of one statement's text.
+    pub fn of(sql: &[u8]) -> TxnEffect {
+        TxnEffect {
+            ends: crate::guard::ends_transaction(sql),
+            closes: crate::guard::closes_transaction(sql),
+            may_begin_or_copy: crate::guard::may_begin_or_copy(sql),
+        }
+    }
+
+    /// What is assumed of a portal the proxy does not know.
+    pub const UNKNOWN: TxnEffect = TxnEffect {
+        ends: false,
+        closes: false,
+        may_begin_or_copy: true,
+    };
 }
 
 /// The statements prepared by any client, by text and parameter types.
@@ -67,7 +97,7 @@ impl Registry {
             id,
             name,
             parse: parse.freeze(),
-            ends_transaction: crate::guard::ends_transaction(sql),
+            effect: TxnEffect::of(sql),
         });
         map.insert(key, Arc::downgrade(&stmt));
         let limit = self.sweep_at.load(Ordering::Relaxed).max(SWEEP_AT as u64);
@@ -105,8 +135,53 @@ mod tests {
         assert_ne!(a.name, c.name);
         assert_ne!(a.name, d.name);
         assert!(a.parse.starts_with(b"P"));
-        assert!(!a.ends_transaction);
-        assert!(r.intern(b"  commit", &[0, 0]).ends_transaction);
+        assert!(!a.effect.ends);
+        assert!(r.intern(b"  commit", &[0, 0]).effect.ends);
+    }
+
+    #[test]
+    fn transaction_effects_of_statement_texts() {
+        let e = TxnEffect::of;
+        assert_eq!(
+            e(b"COMMIT"),
+            TxnEffect {
+                ends: true,
+                closes: true,
+                may_begin_or_copy: false
+            }
+        );
+        assert!(e(b"rollback").closes);
+        assert!(e(b"ABORT").closes);
+        assert!(e(b"end transaction").closes);
+        for rollback_to in [
+            &b"ROLLBACK TO SAVEPOINT a"[..],
+            b"rollback to a",
+            b"ROLLBACK WORK TO SAVEPOINT a",
+            b"ROLLBACK\tTRANSACTION\nTO a",
+        ] {
+            let x = e(rollback_to);
+            assert!(x.ends && !x.closes, "{:?}", String::from_utf8_lossy(rollback_to));
+        }
+        assert!(!e(b"SELECT 1").ends);
+        for opens in [
+            &b"BEGIN"[..],
+            b"begin isolation level serializable",
+            b"START TRANSACTION",
+            b"copy t from stdin",
+            b"COPY t TO STDOUT",
+            b"select start_date from t",
+        ] {
+            assert!(e(opens).may_begin_or_copy, "{:?}", String::from_utf8_lossy(opens));
+        }
+        for plain in [
+            &b"SELECT 1"[..],
+            b"INSERT INTO t VALUES ($1)",
+            b"COMMIT",
+            b"beg",
+            b"sta",
+        ] {
+            assert!(!e(plain).may_begin_or_copy, "{:?}", String::from_utf8_lossy(plain));
+        }
     }
 
     #[test]

@@ -28,7 +28,9 @@
 # libhikaricp-java, go with Debian's golang-github-jackc-pgx-v4-dev and
 # golang-github-lib-pq-dev. .ci/run installs them (tests/drivers/install.sh).
 # POOL_MODE=transaction runs the same programs against a proxy in transaction
-# pool mode with a pool of 2 backends (names are prefixed "txn:").
+# pool mode with a pool of 2 backends (names are prefixed "txn:"); with
+# PIN_FORM=set_local too, the tenant is pinned with BEGIN and SET LOCAL
+# (names are prefixed "txn-set-local:").
 # Output: one "ok"/"FAILED" line per driver (a failure's output indented below it,
 # tokens and passwords redacted; DRIVERS_VERBOSE=1 shows every driver's
 # assertions), then "N passed, M failed". Non-zero exit when
@@ -83,7 +85,9 @@ app_context_key "$WORK"
 PREFIX=
 if [ "${POOL_MODE:-session}" = transaction ]; then
   PREFIX="txn:"
-  proxy_start "$WORK" --context-key-file "$CONTEXT_KEY_FILE" --pool-mode transaction --pool-size 2
+  [ "${PIN_FORM:-set_config}" = set_config ] || PREFIX="txn-${PIN_FORM//_/-}:"
+  proxy_start "$WORK" --context-key-file "$CONTEXT_KEY_FILE" --pool-mode transaction --pool-size 2 \
+    --pool-pin-form "${PIN_FORM:-set_config}"
 else
   proxy_start "$WORK"
 fi
