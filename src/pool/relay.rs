@@ -28,6 +28,14 @@
 //!   the same values again.
 //! - Between transactions the backend keeps its login values: no tenant.
 //!
+//! In the `set_local` pin form (for Citus) the pin is instead `BEGIN` and one
+//! `SET LOCAL` Query per setting, sent where a simple Query or a Sync block
+//! begins outside a transaction, once every earlier reply has arrived. The
+//! proxy's block ([`Wrap`]) is committed after the client's statements (in
+//! the same write when none may begin a block or a COPY), and the client is
+//! told `I`; a client `BEGIN` inside it (PostgreSQL's warning 25001, dropped)
+//! makes it the client's transaction.
+//!
 //! # Session state
 //! - Tracked settings ([`crate::tracked`]): read back after a transaction
 //!   that changed one, replayed (pipelined, replies dropped) on a backend
@@ -825,7 +833,8 @@ impl Session<'_> {
             self.block_open = true;
             self.block_plain = true;
             self.block_ended = false;
-            if self.queue.is_empty() && self.backend().status == b'I' {
+            // With no ReadyForQuery still to come, the status is current.
+            if !self.awaits_ready() && self.backend().status == b'I' {
                 self.push_pin();
             }
         }
@@ -1285,8 +1294,9 @@ impl Session<'_> {
             forward(&mut self.to_client, b'Z', body);
             return;
         }
-        // `T` or `E`: committed (or, after an error, rolled back) now; the
-        // client waits for this ReadyForQuery, so nothing else is queued.
+        // `T` or `E`: committed (or, after an error, rolled back) now. The
+        // client waits for this ReadyForQuery: its next block and any lone
+        // Sync wait for the COMMIT's (see `client_messages`).
         self.send_commit();
     }
 
