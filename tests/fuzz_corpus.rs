@@ -460,3 +460,61 @@ fn the_protocol_oracles_know_postgres_and_reject_old_answers() {
         assert_eq!(oracles::model_uuid(s), None, "{s:?}");
     }
 }
+
+/// The relay's reading of what a statement does to its transaction (used by
+/// the `set_local` pin form) against PostgreSQL's parser, over every SQL
+/// input of the committed corpora: a statement PostgreSQL parses as BEGIN,
+/// START TRANSACTION or COPY is always seen as one that may open a block or
+/// a COPY (so the proxy never sends its COMMIT in the same write), and a
+/// single COMMIT or ROLLBACK (not ROLLBACK TO) is always seen as closing
+/// the transaction.
+#[test]
+fn transaction_effects_agree_with_postgresql_on_every_corpus_input() {
+    use pg_query::protobuf::node::Node;
+    use pg_query::protobuf::TransactionStmtKind as K;
+    use pg_tenant_proxy::guard::{closes_transaction, may_begin_or_copy};
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus");
+    let (mut opening, mut closing, mut parsed) = (0usize, 0usize, 0usize);
+    let mut failures = Vec::new();
+    for target in ["fast_path", "first_keyword", "string_continuation", "notify_rewrite"] {
+        for entry in std::fs::read_dir(root.join(target)).unwrap() {
+            let data = std::fs::read(entry.unwrap().path()).unwrap();
+            let Ok(sql) = std::str::from_utf8(&data) else { continue };
+            let Ok(tree) = pg_query::parse(sql, 0) else { continue };
+            parsed += 1;
+            let nodes: Vec<Node> = tree
+                .protobuf
+                .stmts
+                .iter()
+                .filter_map(|s| s.stmt.as_ref().and_then(|n| n.node.clone()))
+                .collect();
+            for node in &nodes {
+                let opens = match node {
+                    Node::TransactionStmt(t) => matches!(t.kind(), K::TransStmtBegin | K::TransStmtStart),
+                    Node::CopyStmt(_) => true,
+                    _ => false,
+                };
+                if opens {
+                    opening += 1;
+                    if !may_begin_or_copy(sql.as_bytes()) {
+                        failures.push(format!("opens a block or a COPY, not seen: {sql:?}"));
+                    }
+                }
+            }
+            if let [Node::TransactionStmt(t)] = nodes.as_slice() {
+                if matches!(t.kind(), K::TransStmtCommit | K::TransStmtRollback) {
+                    closing += 1;
+                    if !closes_transaction(sql.as_bytes()) {
+                        failures.push(format!("closes the transaction, not seen: {sql:?}"));
+                    }
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    // The corpora must reach both claims, or this proves nothing.
+    assert!(
+        parsed > 1000 && opening > 20 && closing > 10,
+        "parsed {parsed}, opening {opening}, closing {closing}"
+    );
+}
