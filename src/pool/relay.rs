@@ -472,7 +472,11 @@ impl Session<'_> {
                         return end;
                     }
                 }
-                Event::BackendRead(Err(e)) => return End::Io(format!("upstream read: {e}")),
+                Event::BackendRead(Err(e)) => {
+                    // The client is told, as when the server closes cleanly.
+                    debug!(error = %e, "pooled backend read failed");
+                    return End::UpstreamClosed { told_client: false };
+                }
                 Event::ClientWrote(Ok(n)) => {
                     progress = Instant::now();
                     self.to_client.advance(n);
@@ -491,7 +495,10 @@ impl Session<'_> {
                         }
                     }
                 }
-                Event::BackendWrote(Err(e)) => return End::Io(format!("upstream write: {e}")),
+                Event::BackendWrote(Err(e)) => {
+                    debug!(error = %e, "pooled backend write failed");
+                    return End::UpstreamClosed { told_client: false };
+                }
                 Event::Stalled => {
                     // Holding a backend idle inside a transaction, or not
                     // reading the replies: other sessions need it. A client

@@ -586,13 +586,16 @@ async fn a_backend_terminated_under_a_request_ends_that_session_with_the_server_
     let p = pooled_as_own_login(&su, "pool_busy_login", "2").await;
     let a = p.connect(ORG_A, USER_A).await;
     let sleeper = tokio::spawn(async move { a.query("SELECT pg_sleep(30)", &[]).await });
-    // Wait until the statement runs, then terminate its backend.
+    // Wait until the statement sleeps (not while it is still being
+    // prepared: the backend could be idle in the pool by the time the
+    // signal lands), then terminate its backend.
     let mut killed = 0;
     for _ in 0..100 {
         killed = su
             .query_one(
                 "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
-                 WHERE usename = 'pool_busy_login' AND query LIKE 'SELECT pg_sleep%' AND state = 'active'",
+                 WHERE usename = 'pool_busy_login' AND query LIKE 'SELECT pg_sleep%' AND state = 'active' \
+                 AND wait_event = 'PgSleep'",
                 &[],
             )
             .await
@@ -609,7 +612,9 @@ async fn a_backend_terminated_under_a_request_ends_that_session_with_the_server_
         .expect("the request was not answered after its backend was terminated")
         .unwrap()
         .unwrap_err();
-    let db = err.as_db_error().expect("the server's error");
+    let db = err
+        .as_db_error()
+        .unwrap_or_else(|| panic!("not the server's error: {err:?}"));
     assert_eq!(db.code().code(), "57P01");
     assert_eq!(db.message(), "terminating connection due to administrator command");
     let b = p.connect(ORG_B, USER_B).await;
