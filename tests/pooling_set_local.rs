@@ -34,6 +34,18 @@ fn status(msgs: &[(u8, Vec<u8>)]) -> u8 {
     body[0]
 }
 
+/// Parse, Bind and Execute of `sql` as the unnamed statement and portal.
+fn unnamed(out: &mut bytes::BytesMut, sql: &[u8]) {
+    use common::wire::msg;
+    out.extend_from_slice(&msg(b'P', |m| {
+        m.extend_from_slice(b"\0");
+        m.extend_from_slice(sql);
+        m.extend_from_slice(b"\0\0\0");
+    }));
+    out.extend_from_slice(&msg(b'B', |m| m.extend_from_slice(b"\0\0\0\0\0\0\0\0")));
+    out.extend_from_slice(&msg(b'E', |m| m.extend_from_slice(b"\0\0\0\0\0")));
+}
+
 #[tokio::test]
 async fn each_setting_is_its_own_set_local_query_inside_a_begin() {
     // What Citus needs: SET LOCAL inside an explicit block, each in a query
@@ -125,11 +137,7 @@ async fn an_autocommit_statement_runs_pinned_in_a_block_that_is_committed() {
     assert_eq!(got[1].1[6..], *ORG_A.as_bytes());
     assert_eq!(status(&got), b'I');
     let mut out = bytes::BytesMut::new();
-    out.extend_from_slice(&msg(b'P', |m| {
-        m.extend_from_slice(b"\0SELECT tenant.current_organization_id()::text\0\0\0")
-    }));
-    out.extend_from_slice(&msg(b'B', |m| m.extend_from_slice(b"\0\0\0\0\0\0\0\0")));
-    out.extend_from_slice(&msg(b'E', |m| m.extend_from_slice(b"\0\0\0\0\0")));
+    unnamed(&mut out, b"SELECT tenant.current_organization_id()::text");
     out.extend_from_slice(&msg(b'S', |_| {}));
     s.write_all(&out).await.unwrap();
     let got = read_until_ready(&mut s).await;
@@ -166,9 +174,7 @@ async fn the_clients_own_begin_opens_its_transaction_without_a_warning() {
     assert_eq!(status(&got), b'I');
     // Extended protocol: the same.
     let mut out = bytes::BytesMut::new();
-    out.extend_from_slice(&msg(b'P', |m| m.extend_from_slice(b"\0BEGIN\0\0\0")));
-    out.extend_from_slice(&msg(b'B', |m| m.extend_from_slice(b"\0\0\0\0\0\0\0\0")));
-    out.extend_from_slice(&msg(b'E', |m| m.extend_from_slice(b"\0\0\0\0\0")));
+    unnamed(&mut out, b"BEGIN");
     out.extend_from_slice(&msg(b'S', |_| {}));
     s.write_all(&out).await.unwrap();
     let got = read_until_ready(&mut s).await;
@@ -202,14 +208,8 @@ async fn an_error_in_an_autocommit_statement_rolls_its_block_back() {
     assert_eq!(status(&got), b'I');
     // Extended protocol: an error skips the rest of the block; `I` after.
     let mut out = bytes::BytesMut::new();
-    out.extend_from_slice(&msg(b'P', |m| {
-        m.extend_from_slice(b"\0INSERT INTO pool_set_local VALUES (4, 'rolled-back')\0\0\0")
-    }));
-    out.extend_from_slice(&msg(b'B', |m| m.extend_from_slice(b"\0\0\0\0\0\0\0\0")));
-    out.extend_from_slice(&msg(b'E', |m| m.extend_from_slice(b"\0\0\0\0\0")));
-    out.extend_from_slice(&msg(b'P', |m| m.extend_from_slice(b"\0SELECT 1/0\0\0\0")));
-    out.extend_from_slice(&msg(b'B', |m| m.extend_from_slice(b"\0\0\0\0\0\0\0\0")));
-    out.extend_from_slice(&msg(b'E', |m| m.extend_from_slice(b"\0\0\0\0\0")));
+    unnamed(&mut out, b"INSERT INTO pool_set_local VALUES (4, 'rolled-back')");
+    unnamed(&mut out, b"SELECT 1/0");
     out.extend_from_slice(&msg(b'S', |_| {}));
     s.write_all(&out).await.unwrap();
     let got = read_until_ready(&mut s).await;
@@ -264,18 +264,9 @@ async fn a_statement_after_commit_in_the_same_sync_block_is_refused() {
     let mut s = authenticated_socket(&p).await;
     s.write_all(&query_msg(b"BEGIN")).await.unwrap();
     assert_eq!(status(&read_until_ready(&mut s).await), b'T');
-    let stmt = |out: &mut bytes::BytesMut, sql: &[u8]| {
-        out.extend_from_slice(&msg(b'P', |m| {
-            m.extend_from_slice(b"\0");
-            m.extend_from_slice(sql);
-            m.extend_from_slice(b"\0\0\0");
-        }));
-        out.extend_from_slice(&msg(b'B', |m| m.extend_from_slice(b"\0\0\0\0\0\0\0\0")));
-        out.extend_from_slice(&msg(b'E', |m| m.extend_from_slice(b"\0\0\0\0\0")));
-    };
     let mut out = bytes::BytesMut::new();
-    stmt(&mut out, b"COMMIT");
-    stmt(&mut out, b"SELECT count(*) FROM agent_instances");
+    unnamed(&mut out, b"COMMIT");
+    unnamed(&mut out, b"SELECT count(*) FROM agent_instances");
     out.extend_from_slice(&msg(b'S', |_| {}));
     s.write_all(&out).await.unwrap();
     let got = read_until_ready(&mut s).await;
@@ -292,9 +283,9 @@ async fn a_statement_after_commit_in_the_same_sync_block_is_refused() {
     s.write_all(&query_msg(b"BEGIN")).await.unwrap();
     read_until_ready(&mut s).await;
     let mut out = bytes::BytesMut::new();
-    stmt(&mut out, b"SAVEPOINT a");
-    stmt(&mut out, b"ROLLBACK TO SAVEPOINT a");
-    stmt(&mut out, b"SELECT tenant.current_organization_id()::text");
+    unnamed(&mut out, b"SAVEPOINT a");
+    unnamed(&mut out, b"ROLLBACK TO SAVEPOINT a");
+    unnamed(&mut out, b"SELECT tenant.current_organization_id()::text");
     out.extend_from_slice(&msg(b'S', |_| {}));
     s.write_all(&out).await.unwrap();
     let got = read_until_ready(&mut s).await;
