@@ -345,17 +345,33 @@ pub fn closes_transaction(sql: &[u8]) -> bool {
     if !ends_transaction(sql) {
         return false;
     }
-    // `ROLLBACK [WORK | TRANSACTION] TO ...`: the word `to` among the next
-    // few words. A comment between the words makes this answer `true`,
-    // which refuses the next statement in the block: never unsafe.
-    let head = sql.get(..sql.len().min(128)).unwrap_or_default();
-    let words: Vec<&[u8]> = head
-        .split(|b| b.is_ascii_whitespace())
-        .filter(|w| !w.is_empty())
-        .take(4)
-        .collect();
-    !(words.first().is_some_and(|w| w.eq_ignore_ascii_case(b"rollback"))
-        && words.iter().skip(1).any(|w| w.eq_ignore_ascii_case(b"to")))
+    // `ROLLBACK [WORK | TRANSACTION] TO ...` is asked of PostgreSQL's own
+    // grammar (comments and any whitespace between the words are its to
+    // read). Only ROLLBACK texts get here, rarely, and never per message.
+    let is_rollback = std::str::from_utf8(sql)
+        .ok()
+        .and_then(prefilter::first_word)
+        .is_some_and(|w| w.eq_ignore_ascii_case("rollback"));
+    if !is_rollback {
+        return true;
+    }
+    let rollback_to = std::str::from_utf8(sql)
+        .ok()
+        .and_then(|text| parse::parse(text).ok())
+        .is_some_and(|tree| {
+            use pg_query::protobuf::node::Node;
+            use pg_query::protobuf::TransactionStmtKind;
+            matches!(
+                tree.stmts.as_slice(),
+                [one] if matches!(
+                    one.stmt.as_ref().and_then(|n| n.node.as_ref()),
+                    Some(Node::TransactionStmt(t)) if t.kind() == TransactionStmtKind::TransStmtRollbackTo
+                )
+            )
+        });
+    // A text PostgreSQL cannot parse fails there; `true` refuses what
+    // follows it in the block, which is never unsafe.
+    !rollback_to
 }
 
 /// Whether the statement text may open a transaction block of its own

@@ -158,10 +158,16 @@ mod tests {
             b"rollback to a",
             b"ROLLBACK WORK TO SAVEPOINT a",
             b"ROLLBACK\tTRANSACTION\nTO a",
+            b"ROLLBACK/**/TO SAVEPOINT a",
+            b"rollback -- comment\r to a",
+            b"ROLLBACK\x0cTO a",
         ] {
             let x = e(rollback_to);
             assert!(x.ends && !x.closes, "{:?}", String::from_utf8_lossy(rollback_to));
         }
+        // A comment holding the word `to` is not ROLLBACK TO.
+        assert!(e(b"rollback -- to\n").closes);
+        assert!(e(b"ROLLBACK /* to a */").closes);
         assert!(!e(b"SELECT 1").ends);
         for opens in [
             &b"BEGIN"[..],
